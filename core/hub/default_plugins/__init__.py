@@ -1,0 +1,1 @@
+"""Built-in behaviour, registered like any plugin."""

@@ -1,0 +1,158 @@
+"""The hooks a hub plugin may implement.
+
+Two kinds of call, chosen per hook and never mixed:
+
+**Targeted** hooks are called on exactly one plugin: the one that registered the platform of the connection at
+hand (the route's source for pulls, its sink for pushes). Dispatch is deterministic: the core looks the
+implementation up by plugin name; pluggy's broadcast, which cannot say who answered, is not used for them.
+``authenticate``, ``pull_catalog``, ``pull_sales``, ``pull_invoices``, ``push_catalog``, ``push_stock``,
+``push_price``, ``push_sale``, ``push_invoice``, ``emit_invoice`` and ``perform_action`` are targeted.
+
+**Broadcast** hooks are called on every plugin and their answers are collected:
+``register_platforms``, ``register_commands``, ``validate_fiscal`` (every problem from every plugin) and
+``on_status_transition`` (every interested plugin names the actions it wants; the core runs each exactly once).
+
+Targeted hooks receive ``ctx`` (:class:`hub.sync.context.ConnectorContext`): the connection's options and
+credentials, an httpx client whose every call lands in the API log, the route's mappings and a binder. They
+raise :mod:`hub.errors` exceptions, which the core maps to retry, wait, re-auth or quarantine.
+
+Push hooks receive the ``idempotency_key`` of the operation (recorded before the call) and the
+``external_id`` the record already has on that platform, or None for a create. They must be safe to call twice:
+send the key where the platform accepts one and look the record up by its natural key before creating it.
+
+As in pluggy, an implementation may accept fewer arguments than the spec lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from hub.models import Action, Canonical, FiscalProblem, Invoice, Price, Sale, StatusTransition, StockLevel
+    from hub.platform import Credentials, Page, Platform, PushResult
+    from hub.sync.context import ConnectorContext, RouteView
+
+hookspec = pluggy.HookspecMarker("hub")
+hookimpl = pluggy.HookimplMarker("hub")
+
+
+# --- broadcast: registration ------------------------------------------------------------------------------
+
+
+@hookspec
+def register_platforms(register: Callable[[Platform], None]) -> None:
+    """Call ``register(Platform(...))`` for each platform this plugin connects to."""
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add click commands to the ``hub`` CLI (e.g. ``hub auth bling``)."""
+
+
+# --- targeted: the connection's own plugin ----------------------------------------------------------------
+
+
+@hookspec
+def authenticate(ctx: ConnectorContext) -> Credentials | None:
+    """Obtain or refresh the connection's tokens from ``ctx.credentials``.
+
+    Called single-flight per connection (a lock, then a re-read) when the stored token is missing or about to
+    expire, and after a call raised :class:`hub.errors.AuthExpired`. Return the new credentials (the core stores
+    them encrypted before releasing the lock), or None when nothing needs renewing. Raise
+    :class:`hub.errors.AuthRevoked` when a person must re-authorize: the connection's routes pause, nothing queued
+    is lost.
+    """
+
+
+@hookspec
+def pull_catalog(ctx: ConnectorContext, stream: str, since: str | None) -> Iterable[Page]:
+    """Yield pages of catalog records (categories, products, stock, prices, customers, sellers, payment methods).
+
+    ``since`` is the cursor of the last page of the last successful run (None: a full sync). Each page carries
+    the cursor to resume from; the core commits it together with the page's records.
+    """
+
+
+@hookspec
+def pull_sales(ctx: ConnectorContext, since: str | None) -> Iterable[Page]:
+    """Yield pages of sales changed since the cursor, status changes and cancellations included."""
+
+
+@hookspec
+def pull_invoices(ctx: ConnectorContext, since: str | None) -> Iterable[Page]:
+    """Yield pages of invoices (NF-e) changed since the cursor."""
+
+
+@hookspec
+def push_catalog(
+    ctx: ConnectorContext, stream: str, record: Canonical, external_id: str | None, idempotency_key: str
+) -> PushResult:
+    """Create or update one catalog record on the platform; return its remote id."""
+
+
+@hookspec
+def push_stock(
+    ctx: ConnectorContext, record: StockLevel, external_id: str | None, idempotency_key: str
+) -> PushResult:
+    """Set one SKU's balance in one warehouse."""
+
+
+@hookspec
+def push_price(ctx: ConnectorContext, record: Price, external_id: str | None, idempotency_key: str) -> PushResult:
+    """Set one SKU's price."""
+
+
+@hookspec
+def push_sale(ctx: ConnectorContext, record: Sale, external_id: str | None, idempotency_key: str) -> PushResult:
+    """Create or update one sale (status and cancellation included).
+
+    Payment methods, status and store arrive already translated through the route's mappings. The customer is
+    matched by CPF/CNPJ on the platform, never duplicated; no customer means the final consumer.
+    """
+
+
+@hookspec
+def push_invoice(
+    ctx: ConnectorContext, record: Invoice, external_id: str | None, idempotency_key: str
+) -> PushResult:
+    """Send an authorized invoice to a platform that needs it (e.g. its XML to a marketplace)."""
+
+
+@hookspec
+def emit_invoice(ctx: ConnectorContext, record: Sale, external_id: str, idempotency_key: str) -> Invoice:
+    """Issue the NF-e of a sale already pushed (``external_id`` is the sale's id there).
+
+    Return the invoice as it stands; raise :class:`hub.errors.RateLimited` with a short ``retry_after`` while
+    SEFAZ has not answered. Never issue a second NF-e for the same sale.
+    """
+
+
+@hookspec
+def perform_action(
+    ctx: ConnectorContext, action: Action, record: Canonical, external_id: str, idempotency_key: str
+) -> PushResult:
+    """Run one action asked for by ``on_status_transition`` on the record's remote copy."""
+
+
+# --- broadcast: every plugin ------------------------------------------------------------------------------
+
+
+@hookspec
+def validate_fiscal(document: Canonical, route: RouteView) -> list[FiscalProblem] | None:
+    """Return every problem that would make an NF-e for ``document`` be rejected (or None)."""
+
+
+@hookspec
+def on_status_transition(transition: StatusTransition, route: RouteView) -> list[Action] | None:
+    """Name the actions this plugin's platform must run for a status change on a route it is part of.
+
+    Plan only, do no I/O: the core records each action as an operation (once per record and transition) and
+    runs it through ``perform_action`` on the connection of this plugin's platform.
+    """
+
+

@@ -1,0 +1,36 @@
+"""The base of every canonical model, and references between records."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Canonical(BaseModel):
+    """Immutable, strict about unknown fields: a typo in a plugin's mapper fails loudly."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    def natural_key(self) -> str | None:
+        """A key that identifies the same thing on every platform (SKU, CPF/CNPJ), if there is one."""
+        return None
+
+    def content_hash(self) -> str:
+        """Stable over field order and platforms: change detection and idempotency keys use it."""
+        data = self.model_dump(mode="json", exclude_none=True)
+        return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+class Ref(BaseModel):
+    """A pointer to another record as the source platform names it.
+
+    The core resolves it through the bindings table: ``ctx.resolve(entity, ref)`` gives the sink's id, or None
+    when the record is not bound on the sink (e.g. "the seller only when already bound on both sides").
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    external_id: str
+    name: str | None = None

@@ -1,0 +1,95 @@
+"""Sales (orders) and how they are paid."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from hub.models.base import Canonical, Ref
+from hub.models.parties import Customer
+from hub.models.types import Money, Quantity
+
+# SEFAZ tPag (NF-e 4.0, NT 2020.006 / 2023.004)
+TPAG_CODES: dict[str, str] = {
+    "01": "Dinheiro", "02": "Cheque", "03": "Cartão de Crédito", "04": "Cartão de Débito",
+    "05": "Crédito Loja", "10": "Vale Alimentação", "11": "Vale Refeição", "12": "Vale Presente",
+    "13": "Vale Combustível", "15": "Boleto Bancário", "16": "Depósito Bancário",
+    "17": "Pagamento Instantâneo (PIX) - Dinâmico", "18": "Transferência bancária, Carteira Digital",
+    "19": "Programa de fidelidade, Cashback, Crédito Virtual", "20": "Pagamento Instantâneo (PIX) - Estático",
+    "21": "Crédito em Loja", "22": "Pagamento Eletrônico não Informado", "90": "Sem pagamento", "99": "Outros",
+}
+
+TPag = Annotated[str, Field(pattern=r"^\d{2}$")]
+
+
+class PaymentMethod(Canonical):
+    """A payment method as a platform defines it; ``code`` is that platform's key for it."""
+
+    entity: Literal["payment_methods"] = "payment_methods"
+    code: Annotated[str, Field(min_length=1)]
+    name: Annotated[str, Field(min_length=1)]
+    tpag: TPag | None = None
+    active: bool = True
+
+    @model_validator(mode="after")
+    def _known_tpag(self) -> PaymentMethod:
+        if self.tpag is not None and self.tpag not in TPAG_CODES:
+            raise ValueError(f"tPag {self.tpag!r} is not a SEFAZ payment code (01-05, 10-13, 15-22, 90, 99)")
+        return self
+
+
+class Payment(Canonical):
+    """``method`` is the source platform's payment-method key; the route's DE-PARA maps it for the sink."""
+
+    method: Annotated[str, Field(min_length=1)]
+    amount: Money
+    installments: Annotated[int, Field(ge=1)] = 1
+    tpag: TPag | None = None
+
+
+class SaleItem(Canonical):
+    sku: Annotated[str, Field(min_length=1)]
+    name: str | None = None
+    quantity: Quantity
+    unit_price: Money
+    discount: Money = Decimal("0")
+
+    @property
+    def total(self) -> Decimal:
+        return self.quantity * self.unit_price - self.discount
+
+
+class Sale(Canonical):
+    """An order or POS sale. No customer means the final consumer (consumidor final)."""
+
+    entity: Literal["sales"] = "sales"
+    number: Annotated[str, Field(min_length=1)]
+    channel: str | None = None
+    store: str | None = Field(default=None, description="the source's store/point of sale key")
+    issued_at: datetime
+    customer: Customer | None = None
+    seller: Ref | None = None
+    items: Annotated[list[SaleItem], Field(min_length=1)]
+    discount: Money = Decimal("0")
+    freight: Money = Decimal("0")
+    payments: list[Payment] = Field(default_factory=list)
+    status: Annotated[str, Field(min_length=1)] = "open"
+    replaces: str | None = Field(default=None, description="number of the original sale this exchange replaces")
+    notes: str | None = None
+
+    @property
+    def total(self) -> Decimal:
+        return sum((item.total for item in self.items), Decimal("0")) - self.discount + self.freight
+
+    @model_validator(mode="after")
+    def _paid_in_full(self) -> Sale:
+        paid = sum((p.amount for p in self.payments), Decimal("0"))
+        if self.payments and paid < self.total:
+            raise ValueError(f"payments add up to {paid} but the sale totals {self.total}")
+        return self
+
+    def natural_key(self) -> str:
+        return f"{self.channel or ''}:{self.number}"

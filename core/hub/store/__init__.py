@@ -1,0 +1,1 @@
+"""The canonical store: tables, engine and migrations."""

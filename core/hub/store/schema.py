@@ -1,0 +1,194 @@
+"""The canonical store's tables. One schema for SQLite (the embedded default) and PostgreSQL.
+
+Times are naive UTC (SQLite keeps no zone); money lives inside the JSON payloads as strings, never floats.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Text, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Json = JSON().with_variant(JSONB(), "postgresql")
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: Json, int: Integer, bytes: LargeBinary}
+
+
+class Tenant(Base):
+    """A merchant. Everything else hangs off a tenant; no query crosses tenants."""
+
+    __tablename__ = "tenants"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+
+
+class Connection(Base):
+    """A tenant's account on one platform: options, encrypted credentials and pause state."""
+
+    __tablename__ = "connections"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    platform: Mapped[str] = mapped_column(String(64))
+    options: Mapped[dict[str, Any]]
+    credentials: Mapped[bytes | None]
+    credentials_env: Mapped[dict[str, Any]]
+    token_expires_at: Mapped[datetime | None]
+    paused_until: Mapped[datetime | None]
+    pause_reason: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime]
+
+
+class Route(Base):
+    """An applied route: source connection to sink connection, streams, schedule and mappings."""
+
+    __tablename__ = "routes"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    source_id: Mapped[int] = mapped_column(ForeignKey("connections.id"))
+    sink_id: Mapped[int] = mapped_column(ForeignKey("connections.id"))
+    config: Mapped[dict[str, Any]]
+    enabled: Mapped[bool]
+    schedule_seconds: Mapped[int | None]
+    next_run_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+
+class Record(Base):
+    """The canonical copy of one entity, with its content hash for change detection."""
+
+    __tablename__ = "records"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "entity", "canonical_id"),
+        Index("ix_records_natural_key", "tenant_id", "entity", "natural_key"),
+    )
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    entity: Mapped[str] = mapped_column(String(32))
+    canonical_id: Mapped[str] = mapped_column(String(36))
+    natural_key: Mapped[str | None] = mapped_column(String(200))
+    payload: Mapped[dict[str, Any]]
+    content_hash: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int]
+    updated_at: Mapped[datetime]
+
+
+class Binding(Base):
+    """External id on a connection <-> canonical id, unique both ways (OCA's external.binding)."""
+
+    __tablename__ = "bindings"
+    __table_args__ = (
+        UniqueConstraint("connection_id", "entity", "external_id"),
+        UniqueConstraint("connection_id", "entity", "canonical_id"),
+    )
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
+    entity: Mapped[str] = mapped_column(String(32))
+    external_id: Mapped[str] = mapped_column(String(200))
+    canonical_id: Mapped[str] = mapped_column(String(36))
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    origin: Mapped[str] = mapped_column(String(8))
+    synced_at: Mapped[datetime]
+
+
+class Cursor(Base):
+    """Where a stream's incremental pull resumes, and when it last completed."""
+
+    __tablename__ = "cursors"
+    __table_args__ = (UniqueConstraint("route_id", "stream"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    route_id: Mapped[int] = mapped_column(ForeignKey("routes.id", ondelete="CASCADE"))
+    stream: Mapped[str] = mapped_column(String(32))
+    position: Mapped[str | None] = mapped_column(Text)
+    last_success_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime]
+
+
+class Operation(Base):
+    """The outbox: one remote write, recorded with its idempotency key before any call is made."""
+
+    __tablename__ = "operations"
+    __table_args__ = (
+        UniqueConstraint("idempotency_key"),
+        Index("ix_operations_due", "state", "available_at"),
+        Index("ix_operations_route_state", "route_id", "state"),
+    )
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    route_id: Mapped[int] = mapped_column(ForeignKey("routes.id", ondelete="CASCADE"))
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    entity: Mapped[str] = mapped_column(String(32))
+    canonical_id: Mapped[str] = mapped_column(String(36))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    params: Mapped[dict[str, Any]]
+    idempotency_key: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int]
+    waits: Mapped[int]
+    available_at: Mapped[datetime]
+    lease_until: Mapped[datetime | None]
+    dispatched_at: Mapped[datetime | None]
+    remote_id: Mapped[str | None] = mapped_column(String(200))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    fix: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class ApiCall(Base):
+    """Each remote call: the "Logs de API" screen, with a suggested fix for failures."""
+
+    __tablename__ = "api_log"
+    __table_args__ = (Index("ix_api_log_tenant_at", "tenant_id", "at"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    connection_id: Mapped[int | None]
+    at: Mapped[datetime]
+    action: Mapped[str] = mapped_column(String(200))
+    model: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[int | None]
+    duration_ms: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    fix: Mapped[str | None] = mapped_column(Text)
+
+
+class Quarantine(Base):
+    """A refused record with its reason; the rest of the sync went on without it."""
+
+    __tablename__ = "quarantine"
+    __table_args__ = (Index("ix_quarantine_tenant", "tenant_id", "resolved_at"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    route_id: Mapped[int | None]
+    connection_id: Mapped[int | None]
+    entity: Mapped[str] = mapped_column(String(32))
+    record: Mapped[str] = mapped_column(String(200))
+    field: Mapped[str | None] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    fix: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
