@@ -33,7 +33,16 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
-    from hub.models import Action, Canonical, FiscalProblem, Invoice, Price, Sale, StatusTransition, StockLevel
+    from hub.models import (
+        Action,
+        Canonical,
+        FiscalProblem,
+        Invoice,
+        Price,
+        Sale,
+        StatusTransition,
+        StockLevel,
+    )
     from hub.platform import Credentials, Page, Platform, PushResult
     from hub.sync.context import ConnectorContext, RouteView
 

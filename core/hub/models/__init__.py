@@ -1,7 +1,14 @@
 """The canonical model: platform-neutral, English names, exact money."""
 
 from hub.models.base import Canonical, Ref
-from hub.models.catalog import Category, Price, Product, ProductFiscal, StockLevel, Variation
+from hub.models.catalog import (
+    Category,
+    Price,
+    Product,
+    ProductFiscal,
+    StockLevel,
+    Variation,
+)
 from hub.models.fiscal import Action, FiscalProblem, Invoice, StatusTransition
 from hub.models.parties import Address, Customer, Seller
 from hub.models.sales import TPAG_CODES, Payment, PaymentMethod, Sale, SaleItem

@@ -1,0 +1,15 @@
+"""``hub bench``: measured figures, printed as JSON. Plugins add their own subcommands to the group."""
+
+from __future__ import annotations
+
+import click
+
+from hub.bench.store import bench_store
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks that print JSON figures."""
+
+
+bench.add_command(bench_store)

@@ -1,0 +1,118 @@
+"""``hub bench store``: how fast pages are upserted into the canonical store, and how much memory it takes."""
+
+from __future__ import annotations
+
+import json
+import resource
+import tempfile
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy import delete
+
+from hub.models import Product, ProductFiscal
+from hub.platform import Incoming
+from hub.registry import get_registry
+from hub.store import migrate
+from hub.store.engine import Store, utcnow
+from hub.store.schema import (
+    ApiCall,
+    Binding,
+    Connection,
+    Operation,
+    Quarantine,
+    Record,
+    Route,
+    Tenant,
+)
+from hub.sync.ingest import ingest_page
+from hub.sync.loading import route_view
+
+
+def peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _pages(total: int, size: int, version: int) -> Iterator[list[Incoming]]:
+    for start in range(0, total, size):
+        yield [
+            Incoming(external_id=str(i), data=Product(
+                sku=f"SKU-{i:07d}", name=f"Produto {i} v{version}", price=Decimal(i % 500) + Decimal("0.90"),
+                category_path=["Roupas", f"Linha {i % 20}"], attributes={"Cor": "Azul"},
+                fiscal=ProductFiscal(ncm="61091000", origin=0)))
+            for i in range(start, min(start + size, total))
+        ]
+
+
+def _clear(store: Store) -> None:
+    with store.begin() as s:
+        for table in (Operation, Binding, Record, Quarantine, ApiCall, Tenant):
+            column = table.id if table is Tenant else table.tenant_id
+            s.execute(delete(table).where(column == "bench"))
+
+
+def _setup(store: Store) -> Route:
+    now = utcnow()
+    _clear(store)
+    with store.begin() as s:
+        s.add(Tenant(id="bench", name="Benchmark", created_at=now))
+        s.flush()
+        conns = []
+        for name in ("source", "sink"):
+            conn = Connection(tenant_id="bench", name=name, platform=f"bench-{name}", options={}, credentials=None,
+                              credentials_env={}, token_expires_at=None, paused_until=None, pause_reason=None,
+                              updated_at=now)
+            s.add(conn)
+            conns.append(conn)
+        s.flush()
+        route = Route(tenant_id="bench", name="bench", source_id=conns[0].id, sink_id=conns[1].id,
+                      config={"streams": ["products"]}, enabled=True, schedule_seconds=None, next_run_at=None,
+                      updated_at=now)
+        s.add(route)
+        s.flush()
+        s.expunge_all()
+    return route
+
+
+def run(url: str, records: int, page_size: int) -> dict[str, Any]:
+    store = Store.from_url(url)
+    migrate.upgrade(store)
+    route = _setup(store)
+    registry = get_registry()
+    with store.sessions() as s:
+        s.add(route)
+        view = route_view(s, route)
+        s.expunge(route)
+    figures: dict[str, Any] = {"database": store.dialect, "records": records, "page_size": page_size}
+    for phase, version in (("insert", 1), ("unchanged", 1), ("update", 2)):
+        started = time.perf_counter()
+        ops = 0
+        for page in _pages(records, page_size, version):
+            with store.begin() as s:
+                s.add(route)
+                ops += ingest_page(s, registry, route, view, "products", page).operations
+                s.expunge(route)
+        elapsed = time.perf_counter() - started
+        figures[phase] = {"seconds": round(elapsed, 2), "records_per_s": round(records / elapsed),
+                          "operations_enqueued": ops}
+    figures["peak_rss_mb"] = peak_rss_mb()
+    _clear(store)
+    store.engine.dispose()
+    return figures
+
+
+@click.command("store")
+@click.option("--records", default=100_000, show_default=True)
+@click.option("--page-size", default=500, show_default=True)
+@click.option("--database-url", default=None, help="Default: a fresh SQLite file in a temporary directory.")
+@click.option("--json", "as_json", is_flag=True)
+def bench_store(records: int, page_size: int, database_url: str | None, as_json: bool) -> None:
+    """Upsert RECORDS products through the store (insert, unchanged re-run, update) and report the rates."""
+    with tempfile.TemporaryDirectory() as tmp:
+        url = database_url or f"sqlite:///{Path(tmp) / 'bench.db'}"
+        figures = run(url, records, page_size)
+    click.echo(json.dumps(figures, indent=None if as_json else 2))

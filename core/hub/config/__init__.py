@@ -1,0 +1,1 @@
+"""Declarative route config: YAML validated by pydantic, applied to the store."""

@@ -1,0 +1,107 @@
+"""``hub run``: workers, the outbox relay and the scheduler in one process; run as many as you like."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+
+import dramatiq
+from dramatiq import Worker
+from sqlalchemy import select, update
+
+from hub.runner.actors import Actors, declare
+from hub.runner.broker import make_broker
+from hub.store.engine import utcnow
+from hub.store.migrate import require_head
+from hub.store.schema import Operation, Route, Tenant
+from hub.sync.loading import Runtime
+from hub.sync.operations import due_filter
+
+log = logging.getLogger("hub.runner")
+
+
+def relay_once(rt: Runtime, send: Callable[[int], object], limit: int = 500) -> int:
+    """Hand due operations to the broker. A row is re-sent only after a lease without progress, so a lost
+    message is re-sent and a duplicate is harmless (the executor's claim lets one through)."""
+    now = utcnow()
+    stale = now - timedelta(seconds=rt.lease_seconds)
+    with rt.store.begin() as s:
+        ids = list(s.scalars(
+            select(Operation.id).where(due_filter(now))
+            .where((Operation.dispatched_at.is_(None)) | (Operation.dispatched_at < stale))
+            .order_by(Operation.available_at, Operation.id).limit(limit)))
+        if ids:
+            s.execute(update(Operation).where(Operation.id.in_(ids)).values(dispatched_at=now))
+    for op_id in ids:
+        send(op_id)
+    return len(ids)
+
+
+def schedule_once(rt: Runtime, send: Callable[[str, str], object]) -> int:
+    """Start every route whose time has come. The compare-and-set on next_run_at lets one instance win."""
+    now = utcnow()
+    started = 0
+    with rt.store.sessions() as s:
+        due = list(s.execute(select(Route.id, Route.tenant_id, Route.name, Route.next_run_at, Route.schedule_seconds)
+                             .join(Tenant, Tenant.id == Route.tenant_id)
+                             .where(Route.enabled.is_(True), Route.schedule_seconds.is_not(None),
+                                    Route.next_run_at <= now)))
+    for route_id, tenant, name, next_run_at, every in due:
+        with rt.store.begin() as s:
+            won = s.execute(update(Route).where(Route.id == route_id, Route.next_run_at == next_run_at)
+                            .values(next_run_at=now + timedelta(seconds=every))).rowcount
+        if won:
+            send(tenant, name)
+            started += 1
+    return started
+
+
+class Service:
+    def __init__(self, rt: Runtime, redis_url: str | None, threads: int = 4, relay_interval: float = 0.5,
+                 scheduler_interval: float = 5.0, broker: dramatiq.Broker | None = None) -> None:
+        self.rt = rt
+        self.broker = broker or make_broker(redis_url)
+        self.actors: Actors = declare(self.broker, rt)
+        self.threads = threads
+        self.relay_interval = relay_interval
+        self.scheduler_interval = scheduler_interval
+        self.stopping = threading.Event()
+        self.worker: Worker | None = None
+        self._loops: list[threading.Thread] = []
+
+    def start(self) -> None:
+        require_head(self.rt.store)
+        self.worker = Worker(self.broker, worker_threads=self.threads, worker_timeout=100)
+        self.worker.start()
+        self._loops = [
+            threading.Thread(target=self._loop, args=(self._relay, self.relay_interval), name="hub-relay", daemon=True),
+            threading.Thread(target=self._loop, args=(self._schedule, self.scheduler_interval), name="hub-scheduler",
+                             daemon=True),
+        ]
+        for thread in self._loops:
+            thread.start()
+
+    def _relay(self) -> None:
+        relay_once(self.rt, lambda op_id: self.actors.execute_operation.send(op_id))
+
+    def _schedule(self) -> None:
+        schedule_once(self.rt, lambda tenant, route: self.actors.run_sync.send(tenant, route))
+
+    def _loop(self, step: Callable[[], None], interval: float) -> None:
+        while not self.stopping.is_set():
+            try:
+                step()
+            except Exception:
+                log.exception("%s failed; retrying in %.1fs", step.__name__, interval)
+            self.stopping.wait(interval)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Graceful: stop handing out work, let running actors finish, then return."""
+        self.stopping.set()
+        for thread in self._loops:
+            thread.join(timeout=5)
+        if self.worker is not None:
+            self.worker.stop(timeout=int(timeout * 1000))
+        self.broker.close()

@@ -1,0 +1,81 @@
+"""What ``hub status`` and ``hub logs`` show, as plain data (the CLI formats it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+
+from hub.errors import Fatal
+from hub.store.engine import utcnow
+from hub.store.schema import (
+    ApiCall,
+    Binding,
+    Connection,
+    Cursor,
+    Operation,
+    Quarantine,
+    Route,
+    Tenant,
+)
+from hub.sync.loading import Runtime
+
+
+def tenant_status(rt: Runtime, tenant: str) -> dict[str, Any]:
+    with rt.store.sessions() as s:
+        if s.get(Tenant, tenant) is None:
+            raise Fatal(f"no tenant {tenant!r}", fix="Apply a route file that declares it: hub routes apply FILE")
+        conns = {c.id: c for c in s.scalars(select(Connection).where(Connection.tenant_id == tenant))}
+        now = utcnow()
+        bound = dict(((conn, entity), n) for conn, entity, n in s.execute(
+            select(Binding.connection_id, Binding.entity, func.count())
+            .where(Binding.tenant_id == tenant).group_by(Binding.connection_id, Binding.entity)).tuples())
+        ops = dict(((route, entity, state), n) for route, entity, state, n in s.execute(
+            select(Operation.route_id, Operation.entity, Operation.state, func.count())
+            .where(Operation.tenant_id == tenant)
+            .group_by(Operation.route_id, Operation.entity, Operation.state)).tuples())
+        routes = []
+        for route in s.scalars(select(Route).where(Route.tenant_id == tenant).order_by(Route.name)):
+            cursors = {c.stream: c for c in s.scalars(select(Cursor).where(Cursor.route_id == route.id))}
+            streams = []
+            for stream in route.config.get("streams", []):
+                cur = cursors.get(stream)
+                streams.append({
+                    "stream": stream,
+                    "last_success_at": cur.last_success_at if cur else None,
+                    "last_error": cur.last_error if cur else None,
+                    "records": bound.get((route.source_id, stream), 0),
+                    "on_sink": bound.get((route.sink_id, stream), 0),
+                    "pending": ops.get((route.id, stream, "pending"), 0) + ops.get((route.id, stream, "running"), 0),
+                    "failed": ops.get((route.id, stream, "failed"), 0),
+                    "done": ops.get((route.id, stream, "done"), 0),
+                })
+            routes.append({"name": route.name, "enabled": route.enabled, "source": conns[route.source_id].name,
+                           "sink": conns[route.sink_id].name, "streams": streams})
+        quarantined = s.scalar(select(func.count()).select_from(Quarantine).where(
+            Quarantine.tenant_id == tenant, Quarantine.resolved_at.is_(None))) or 0
+        return {
+            "tenant": tenant,
+            "connections": [{"name": c.name, "platform": c.platform,
+                             "paused": bool(c.paused_until and c.paused_until > now), "pause_reason": c.pause_reason,
+                             "token_expires_at": c.token_expires_at} for c in conns.values()],
+            "routes": routes,
+            "quarantined": quarantined,
+        }
+
+
+def api_log(rt: Runtime, tenant: str, limit: int = 50, only_errors: bool = False) -> list[dict[str, Any]]:
+    with rt.store.sessions() as s:
+        query = select(ApiCall).where(ApiCall.tenant_id == tenant).order_by(ApiCall.id.desc()).limit(limit)
+        if only_errors:
+            query = query.where(ApiCall.error.is_not(None))
+        return [{"at": c.at, "action": c.action, "model": c.model, "status": c.status, "ms": c.duration_ms,
+                 "error": c.error, "fix": c.fix} for c in s.scalars(query)]
+
+
+def quarantined(rt: Runtime, tenant: str, limit: int = 50) -> list[dict[str, Any]]:
+    with rt.store.sessions() as s:
+        rows = s.scalars(select(Quarantine).where(Quarantine.tenant_id == tenant, Quarantine.resolved_at.is_(None))
+                         .order_by(Quarantine.id.desc()).limit(limit))
+        return [{"entity": q.entity, "record": q.record, "field": q.field, "reason": q.reason, "fix": q.fix,
+                 "at": q.created_at} for q in rows]

@@ -1,0 +1,243 @@
+"""Running one outbox operation: claim it, call the sink's hook, record the result. Safe to run twice.
+
+The idempotency key was committed with the operation before any call; the remote id is committed the moment a
+plugin reports it (``ctx.record_remote_id``) and again with the result. A crash anywhere leaves the row
+``running`` with a lease; once the lease lapses the relay hands it out again and the plugin's search-before-create
+and idempotency key make the second call land on the same remote record.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, or_, select, update
+
+from hub.errors import (
+    AuthExpired,
+    AuthRevoked,
+    Fatal,
+    HubError,
+    InvalidRecord,
+    NotFound,
+    RateLimited,
+    Retriable,
+)
+from hub.models import ENTITY_MODELS, Action, Canonical, Sale
+from hub.store.engine import utcnow
+from hub.store.schema import Binding, Connection, Operation, Record, Route
+from hub.sync.context import ConnectorContext, RouteView
+from hub.sync.ingest import quarantine
+from hub.sync.loading import (
+    Runtime,
+    make_context,
+    refresh_after_expiry,
+    route_view,
+    write_calls,
+)
+
+
+def due_filter(now: Any) -> Any:
+    return or_(
+        (Operation.state == "pending") & (Operation.available_at <= now),
+        (Operation.state == "running") & (Operation.lease_until < now),
+    )
+
+
+def apply_mappings(sale: Sale, view: RouteView) -> Sale:
+    """Translate payment methods, status and store through the route's DE-PARA; a missing key is refused."""
+    where = f"tenant {view.tenant}, route {view.name}, sale {sale.number}"
+    updates: dict[str, Any] = {}
+    methods = view.mappings.get("payment_methods")
+    if methods is not None:
+        payments = []
+        for i, payment in enumerate(sale.payments):
+            if payment.method not in methods:
+                raise InvalidRecord(
+                    f"{where}: payment method {payment.method!r} has no DE-PARA entry", field=f"payments.{i}.method",
+                    fix=f"Add {payment.method!r} under routes.{view.name}.mappings.payment_methods and re-apply.")
+            payments.append(payment.model_copy(update={"method": methods[payment.method]}))
+        updates["payments"] = payments
+    statuses = view.mappings.get("statuses")
+    if statuses is not None:
+        if sale.status not in statuses:
+            raise InvalidRecord(f"{where}: status {sale.status!r} has no mapping", field="status",
+                                fix=f"Add {sale.status!r} under routes.{view.name}.mappings.statuses and re-apply.")
+        updates["status"] = statuses[sale.status]
+    stores = view.mappings.get("stores")
+    if stores is not None and sale.store is not None:
+        if sale.store not in stores:
+            raise InvalidRecord(f"{where}: store {sale.store!r} has no mapping", field="store",
+                                fix=f"Map store {sale.store!r} to a deposit under routes.{view.name}.mappings.stores.")
+        updates["store"] = stores[sale.store]
+    return sale.model_copy(update=updates) if updates else sale
+
+
+def backoff(attempts: int, cap: float) -> float:
+    return min(cap, 2.0 ** min(attempts, 20)) * random.uniform(0.75, 1.25)
+
+
+def execute(rt: Runtime, op_id: int) -> str:
+    """Run operation ``op_id`` if it is due and nobody holds it; return its state afterwards."""
+    now = utcnow()
+    with rt.store.begin() as s:
+        claimed = s.execute(
+            update(Operation).where(Operation.id == op_id, due_filter(now))
+            .values(state="running", lease_until=now + timedelta(seconds=rt.lease_seconds),
+                    attempts=Operation.attempts + 1, updated_at=now)
+        ).rowcount
+        op = s.get(Operation, op_id)
+        if op is None:
+            return "missing"
+        if not claimed:
+            return op.state
+        route = s.get_one(Route, op.route_id)
+        sink = s.get_one(Connection, op.connection_id)
+        view = route_view(s, route)
+        record = s.scalar(select(Record).where(Record.tenant_id == op.tenant_id, Record.entity == op.entity,
+                                               Record.canonical_id == op.canonical_id))
+        binding = s.scalar(select(Binding.external_id).where(
+            Binding.connection_id == sink.id, Binding.entity == op.entity, Binding.canonical_id == op.canonical_id))
+        s.expunge_all()
+    if op.attempts > rt.max_attempts:
+        return _finish(rt, op, "failed", error=f"gave up after {rt.max_attempts} attempts: {op.last_error}",
+                       fix=op.fix or "Check `hub logs` for the failing call, fix it, then retry the operation.")
+    if record is None:
+        return _finish(rt, op, "failed", error="the canonical record is gone", fix="Run a full sync (--full).")
+    if op.kind != "perform_action" and record.content_hash != op.content_hash:
+        return _finish(rt, op, "superseded")
+    external_id = binding or op.remote_id
+    if op.kind == "perform_action" and external_id is None:
+        return _reschedule(rt, op, 1.0, "waiting for the record to reach the sink first", burn=False)
+
+    ctx: ConnectorContext | None = None
+    try:
+        model: Canonical = ENTITY_MODELS[op.entity].model_validate(record.payload)
+        if isinstance(model, Sale):
+            model = apply_mappings(model, view)
+        if op.kind == "emit_invoice":
+            problems = [p for _, found in rt.registry.broadcast("validate_fiscal", document=model, route=view)
+                        for p in found]
+            if problems:
+                raise InvalidRecord("; ".join(f"{p.field}: {p.problem}" for p in problems),
+                                    field=problems[0].field, fix=" ".join(p.fix for p in problems))
+        ctx = make_context(rt, sink, view, op.entity, source_id=route.source_id)
+        ctx._remote_id_sink = lambda rid: _save_remote_id(rt, op.id, rid)
+        kwargs = {"ctx": ctx, "stream": op.entity, "record": model, "external_id": external_id,
+                  "idempotency_key": op.idempotency_key,
+                  "action": Action(name=op.params.get("action", "-"), params=op.params.get("params") or {})}
+        for attempt in (1, 2):
+            try:
+                result = rt.registry.call(sink.platform, op.kind, **kwargs)
+                break
+            except AuthExpired as exc:
+                if isinstance(exc, AuthRevoked) or attempt == 2:
+                    raise
+                refresh_after_expiry(rt, sink, ctx)
+        remote_id = getattr(result, "external_id", None) or external_id
+        with rt.store.begin() as s:
+            if remote_id and op.kind != "perform_action":
+                _bind(s, op, remote_id)
+            for warning in getattr(result, "warnings", []) or []:
+                ctx.log_failure(f"{op.kind} {op.entity}", f"warning: {warning}", None)
+            write_calls(s, op.tenant_id, sink.id, ctx.calls)
+            s.execute(update(Operation).where(Operation.id == op.id).values(
+                state="done", remote_id=remote_id, lease_until=None, last_error=None, fix=None, updated_at=utcnow()))
+        return "done"
+    except Exception as exc:
+        return _handle_error(rt, op, ctx, exc, record.payload)
+    finally:
+        if ctx is not None:
+            ctx.close()
+
+
+def _handle_error(rt: Runtime, op: Operation, ctx: ConnectorContext | None, exc: Exception,
+                  payload: dict[str, Any]) -> str:
+    """Map the error taxonomy to what happens next; a plugin bug is retried, never kills the worker."""
+    if not isinstance(exc, HubError):
+        exc = Retriable(f"{type(exc).__name__}: {exc}",
+                        fix="A plugin raised an unexpected error; report it to its authors with the API log.")
+    if ctx is not None:
+        ctx.log_failure(f"{op.kind} {op.entity}", exc.message, exc.fix)
+        with rt.store.begin() as s:
+            write_calls(s, op.tenant_id, op.connection_id, ctx.calls)
+    if isinstance(exc, RateLimited):
+        return _reschedule(rt, op, exc.retry_after, exc.message, burn=False)
+    if isinstance(exc, AuthRevoked):
+        return _reschedule(rt, op, 300, exc.message, burn=False, fix=exc.fix)
+    if isinstance(exc, NotFound):
+        with rt.store.begin() as s:
+            s.execute(delete(Binding).where(
+                Binding.connection_id == op.connection_id, Binding.entity == op.entity,
+                Binding.canonical_id == op.canonical_id))
+            s.execute(update(Operation).where(Operation.id == op.id).values(remote_id=None))
+        return _reschedule(rt, op, 0, exc.message, burn=True, fix=exc.fix)
+    if isinstance(exc, InvalidRecord):
+        with rt.store.begin() as s:
+            quarantine(s, tenant=op.tenant_id, route_id=op.route_id, connection_id=op.connection_id,
+                       entity=op.entity, record=_label(payload, op.canonical_id), field=exc.field,
+                       reason=exc.message, fix=exc.fix, payload=payload)
+        return _finish(rt, op, "failed", error=exc.message, fix=exc.fix)
+    if isinstance(exc, Fatal):
+        return _finish(rt, op, "failed", error=exc.message, fix=exc.fix)
+    return _reschedule(rt, op, backoff(op.attempts, rt.max_backoff_seconds), exc.message, burn=True, fix=exc.fix)
+
+
+def _label(payload: dict[str, Any], canonical_id: str) -> str:
+    for key in ("number", "sku", "document", "code", "name"):
+        if payload.get(key):
+            return f"{key} {payload[key]}"
+    return canonical_id
+
+
+def _save_remote_id(rt: Runtime, op_id: int, remote_id: str) -> None:
+    with rt.store.begin() as s:
+        s.execute(update(Operation).where(Operation.id == op_id).values(remote_id=remote_id, updated_at=utcnow()))
+
+
+def _bind(s: Any, op: Operation, remote_id: str) -> None:
+    binding = s.scalar(select(Binding).where(Binding.connection_id == op.connection_id, Binding.entity == op.entity,
+                                             Binding.canonical_id == op.canonical_id))
+    now = utcnow()
+    if binding is None:
+        stale = s.scalar(select(Binding).where(Binding.connection_id == op.connection_id,
+                                               Binding.entity == op.entity, Binding.external_id == remote_id))
+        if stale is not None:
+            s.delete(stale)
+            s.flush()
+        s.add(Binding(tenant_id=op.tenant_id, connection_id=op.connection_id, entity=op.entity,
+                      external_id=remote_id, canonical_id=op.canonical_id, content_hash=op.content_hash,
+                      origin="push", synced_at=now))
+    else:
+        binding.external_id, binding.content_hash, binding.synced_at = remote_id, op.content_hash, now
+
+
+def _finish(rt: Runtime, op: Operation, state: str, error: str | None = None, fix: str | None = None) -> str:
+    with rt.store.begin() as s:
+        s.execute(update(Operation).where(Operation.id == op.id).values(
+            state=state, lease_until=None, last_error=error, fix=fix, updated_at=utcnow()))
+    return state
+
+
+def _reschedule(rt: Runtime, op: Operation, delay: float, error: str, *, burn: bool, fix: str | None = None) -> str:
+    now = utcnow()
+    values: dict[str, Any] = {
+        "state": "pending", "lease_until": None, "dispatched_at": None, "last_error": error, "fix": fix,
+        "available_at": now + timedelta(seconds=delay), "updated_at": now,
+    }
+    if not burn:
+        values["attempts"] = Operation.attempts - 1
+        values["waits"] = Operation.waits + 1
+    with rt.store.begin() as s:
+        s.execute(update(Operation).where(Operation.id == op.id).values(**values))
+    return "pending"
+
+
+def due_operations(rt: Runtime, limit: int = 500, route_id: int | None = None) -> list[int]:
+    now = utcnow()
+    with rt.store.sessions() as s:
+        query = select(Operation.id).where(due_filter(now)).order_by(Operation.id).limit(limit)
+        if route_id is not None:
+            query = query.where(Operation.route_id == route_id)
+        return list(s.scalars(query))

@@ -1,0 +1,164 @@
+"""One run of a route's pull side: every stream, page by page, cursor committed with each page."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+
+from hub.errors import AuthExpired, AuthRevoked, ConfigError, HubError, PaginationLoop
+from hub.models import PaymentMethod
+from hub.platform import Incoming, Page
+from hub.store.engine import utcnow
+from hub.store.schema import Connection, Cursor, Route
+from hub.sync.context import ConnectorContext, RouteView
+from hub.sync.ingest import PULL_HOOKS, PageCounts, ingest_page
+from hub.sync.loading import (
+    Runtime,
+    find_route,
+    make_context,
+    refresh_after_expiry,
+    route_view,
+    write_calls,
+)
+
+Progress = Callable[[str, PageCounts], None]
+
+
+@dataclass
+class StreamResult:
+    stream: str
+    counts: PageCounts = field(default_factory=PageCounts)
+    pages: int = 0
+    error: str | None = None
+    fix: str | None = None
+
+
+@dataclass
+class SyncReport:
+    tenant: str
+    route: str
+    streams: list[StreamResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.error is None for r in self.streams)
+
+
+def _pages(rt: Runtime, ctx: ConnectorContext, platform: str, stream: str, since: str | None) -> Iterable[Page]:
+    hook = PULL_HOOKS[stream]
+    kwargs = {"ctx": ctx, "stream": stream, "since": since}
+    pages: Iterable[Page] = rt.registry.call(platform, hook, **kwargs)
+    return pages
+
+
+def preflight(rt: Runtime, route: Route, view: RouteView, source: Connection) -> None:
+    """Refuse to move anything when the source has payment methods the route's DE-PARA does not map."""
+    table = view.mappings.get("payment_methods")
+    if table is None or "sales" not in view.streams:
+        return
+    platform = rt.registry.platform(source.platform)
+    if "payment_methods" not in platform.pulls:
+        return
+    ctx = make_context(rt, source, view, "payment_methods")
+    unmapped: list[str] = []
+    try:
+        for page in _pages(rt, ctx, source.platform, "payment_methods", None):
+            for item in page.records:
+                if isinstance(item, Incoming):
+                    method = item.data if isinstance(item.data, PaymentMethod) else PaymentMethod.model_validate(item.data)
+                    if method.active and method.code not in table:
+                        unmapped.append(f"{method.code} ({method.name})")
+    finally:
+        with rt.store.begin() as s:
+            write_calls(s, route.tenant_id, source.id, ctx.calls)
+        ctx.close()
+    if unmapped:
+        raise ConfigError(
+            f"tenant {route.tenant_id}, route {route.name}: payment methods of {source.name} with no DE-PARA "
+            f"entry: {', '.join(unmapped)}; nothing was synced",
+            fix=f"Add them under tenants.{route.tenant_id}.routes.{route.name}.mappings.payment_methods "
+                "and run `hub routes apply FILE` (a method is never guessed).",
+        )
+
+
+def sync_route(rt: Runtime, tenant: str, name: str, *, full: bool = False,
+               progress: Progress | None = None) -> SyncReport:
+    report = SyncReport(tenant, name)
+    with rt.store.begin() as s:
+        route = find_route(s, tenant, name)
+        view = route_view(s, route)
+        source = s.get_one(Connection, route.source_id)
+        s.expunge_all()
+    preflight(rt, route, view, source)
+    for stream in view.streams:
+        result = StreamResult(stream)
+        report.streams.append(result)
+        try:
+            _sync_stream(rt, route, view, source, stream, full, result, progress)
+        except HubError as exc:
+            result.error, result.fix = exc.message, exc.fix
+            with rt.store.begin() as s:
+                cursor = _cursor(s, route, stream)
+                cursor.last_error, cursor.updated_at = f"{exc.message} (fix: {exc.fix})", utcnow()
+            if isinstance(exc, AuthRevoked | ConfigError):
+                break
+    return report
+
+
+def _cursor(s: object, route: Route, stream: str) -> Cursor:
+    from sqlalchemy.orm import Session
+
+    assert isinstance(s, Session)
+    cursor = s.scalar(select(Cursor).where(Cursor.route_id == route.id, Cursor.stream == stream))
+    if cursor is None:
+        cursor = Cursor(tenant_id=route.tenant_id, route_id=route.id, stream=stream, position=None,
+                        last_success_at=None, last_error=None, updated_at=utcnow())
+        s.add(cursor)
+    return cursor
+
+
+def _sync_stream(rt: Runtime, route: Route, view: RouteView, source: Connection, stream: str, full: bool,
+                 result: StreamResult, progress: Progress | None) -> None:
+    with rt.store.begin() as s:
+        since = None if full else _cursor(s, route, stream).position
+    for attempt in (1, 2):
+        ctx = make_context(rt, source, view, stream)
+        try:
+            previous: tuple[tuple[str, ...], str | None] | None = None
+            for page in _pages(rt, ctx, source.platform, stream, since):
+                signature = (tuple(r.external_id for r in page.records), page.cursor)
+                if page.records and signature == previous:
+                    raise PaginationLoop(f"{source.platform} returned the same page twice while reading {stream} "
+                                         f"(tenant {route.tenant_id}, route {route.name}); stopped")
+                previous = signature
+                with rt.store.begin() as s:
+                    s.add(route)
+                    counts = ingest_page(s, rt.registry, route, view, stream, page.records)
+                    cursor = _cursor(s, route, stream)
+                    if page.cursor is not None:
+                        cursor.position = since = page.cursor
+                    cursor.updated_at = utcnow()
+                    write_calls(s, route.tenant_id, source.id, ctx.calls)
+                    s.expunge(route)
+                result.pages += 1
+                result.counts.add(counts)
+                if progress:
+                    progress(stream, counts)
+            with rt.store.begin() as s:
+                cursor = _cursor(s, route, stream)
+                cursor.last_success_at, cursor.last_error, cursor.updated_at = utcnow(), None, utcnow()
+                write_calls(s, route.tenant_id, source.id, ctx.calls)
+            return
+        except AuthExpired as exc:
+            if isinstance(exc, AuthRevoked) or attempt == 2:
+                raise
+            refresh_after_expiry(rt, source, ctx)
+        except HubError as exc:
+            ctx.log_failure(f"pull {stream}", exc.message, exc.fix)
+            with rt.store.begin() as s:
+                write_calls(s, route.tenant_id, source.id, ctx.calls)
+            raise
+        finally:
+            ctx.close()
