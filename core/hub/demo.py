@@ -76,7 +76,7 @@ def run_demo(routes_path: str | None, *, products: int = 200, sales: int = 40,
 
         report: dict[str, Any] = {"database": settings.resolved_database_url(), "tenants": {}}
         for tid, tenant in parsed.tenants.items():
-            for rname, route in tenant.routes.items():
+            for rname in tenant.routes:
                 _run(rt, tid, rname, say)
             # A second round after users change things on the platforms: status changes become transitions.
             for rname, route in tenant.routes.items():

@@ -14,6 +14,7 @@ import os
 import sys
 import threading
 import traceback
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -77,7 +78,7 @@ class PluginManager:
                     continue
                 if self.pm.get_plugin(ep.name) is not None or ep.name in self.info:
                     continue
-                base = {"distribution": dist_name, "version": dist.version}
+                base: dict[str, Any] = {"distribution": dist_name, "version": dist.version}
                 try:
                     plugin = ep.load()
                     self.register_module(plugin, ep.name, **base)
@@ -105,12 +106,12 @@ def _env_allowlist() -> set[str] | None:
 
 
 def _trace(manager: PluginManager) -> None:
-    def before(hook_name: str, impls: list[Any], kwargs: dict[str, Any]) -> None:
+    def before(hook_name: str, impls: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         names = [impl.plugin_name for impl in impls]
         shown = {k: type(v).__name__ for k, v in kwargs.items()}
         print(f"hub: hook {hook_name} -> {names} {shown}", file=sys.stderr)
 
-    def after(outcome: Any, hook_name: str, impls: list[Any], kwargs: dict[str, Any]) -> None:
+    def after(outcome: Any, hook_name: str, impls: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         print(f"hub: hook {hook_name} done", file=sys.stderr)
 
     manager.pm.add_hookcall_monitoring(before, after)

@@ -42,7 +42,7 @@ def sync(tenant: str, route: str, full: bool, no_push: bool, as_json: bool) -> N
     if not no_push:
         with click.progressbar(length=0, label="pushing", file=None) as bar:
             states = drain(rt, route_id, threads=4, progress=lambda _state: bar.update(1))
-    out = {
+    out: dict[str, Any] = {
         "tenant": tenant, "route": route,
         "streams": [{"stream": r.stream, "pages": r.pages, "new": r.counts.new, "changed": r.counts.changed,
                      "unchanged": r.counts.unchanged, "quarantined": r.counts.quarantined,

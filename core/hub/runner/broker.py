@@ -26,5 +26,5 @@ def make_broker(redis_url: str | None, namespace: str = "hub") -> dramatiq.Broke
     if redis_url:
         from dramatiq.brokers.redis import RedisBroker
 
-        return RedisBroker(url=redis_url, namespace=namespace, middleware=middleware())
+        return RedisBroker(url=redis_url, namespace=namespace, middleware=middleware())  # type: ignore[no-untyped-call]
     return StubBroker(middleware=middleware())

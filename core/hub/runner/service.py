@@ -49,9 +49,10 @@ def schedule_once(rt: Runtime, send: Callable[[str, str], object]) -> int:
                              .where(Route.enabled.is_(True), Route.schedule_seconds.is_not(None),
                                     Route.next_run_at <= now)))
     for route_id, tenant, name, next_run_at, every in due:
+        claim = (update(Route).where(Route.id == route_id, Route.next_run_at == next_run_at)
+                 .values(next_run_at=now + timedelta(seconds=every or 0)))
         with rt.store.begin() as s:
-            won = s.execute(update(Route).where(Route.id == route_id, Route.next_run_at == next_run_at)
-                            .values(next_run_at=now + timedelta(seconds=every))).rowcount
+            won = s.execute(claim).rowcount  # type: ignore[attr-defined]
         if won:
             send(tenant, name)
             started += 1

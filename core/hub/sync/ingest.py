@@ -143,15 +143,16 @@ def ingest_page(s: Session, registry: Registry, route: Route, view: RouteView, s
         for canonical_id, nk in s.execute(select(Record.canonical_id, Record.natural_key).where(
                 Record.tenant_id == tenant, Record.entity == stream, Record.natural_key.in_(new_keys),
                 Record.canonical_id.not_in(bound_here))):
-            by_key.setdefault(nk, canonical_id)
+            if nk is not None:
+                by_key.setdefault(nk, canonical_id)
 
     canonical_of: dict[str, str] = {}
     for ext, model in todo:
         binding = bindings.get(ext)
         if binding is None:
             nk = model.natural_key()
-            canonical_id = by_key.pop(nk, None) if nk else None
-            canonical_of[ext] = canonical_id or str(uuid.uuid4())
+            matched = by_key.pop(nk, None) if nk else None
+            canonical_of[ext] = matched or str(uuid.uuid4())
             binding = Binding(tenant_id=tenant, connection_id=source_id, entity=stream, external_id=ext,
                               canonical_id=canonical_of[ext], content_hash=hashes[ext], origin="pull",
                               synced_at=now)

@@ -82,7 +82,7 @@ def execute(rt: Runtime, op_id: int) -> str:
     """Run operation ``op_id`` if it is due and nobody holds it; return its state afterwards."""
     now = utcnow()
     with rt.store.begin() as s:
-        claimed = s.execute(
+        claimed = s.execute(  # type: ignore[attr-defined]
             update(Operation).where(Operation.id == op_id, due_filter(now))
             .values(state="running", lease_until=now + timedelta(seconds=rt.lease_seconds),
                     attempts=Operation.attempts + 1, updated_at=now)

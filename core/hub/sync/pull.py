@@ -67,7 +67,8 @@ def preflight(rt: Runtime, route: Route, view: RouteView, source: Connection) ->
         for page in _pages(rt, ctx, source.platform, "payment_methods", None):
             for item in page.records:
                 if isinstance(item, Incoming):
-                    method = item.data if isinstance(item.data, PaymentMethod) else PaymentMethod.model_validate(item.data)
+                    data = item.data
+                    method = data if isinstance(data, PaymentMethod) else PaymentMethod.model_validate(data)
                     if method.active and method.code not in table:
                         unmapped.append(f"{method.code} ({method.name})")
     finally:

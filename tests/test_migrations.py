@@ -1,0 +1,40 @@
+"""Migrations: one head, up and down cleanly, models match the DDL; workers refuse an old schema."""
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from hub.errors import SchemaOutOfDate
+from hub.store import migrate
+from hub.store.engine import Store
+from hub.store.schema import Base
+from sqlalchemy import inspect
+
+
+@pytest.fixture
+def store(settings):
+    s = Store.from_url(settings.resolved_database_url())
+    yield s
+    s.engine.dispose()
+
+
+def test_single_head(store):
+    assert len(ScriptDirectory.from_config(migrate.alembic_config(store)).get_heads()) == 1
+
+
+def test_up_down_up_and_models_match(store):
+    migrate.upgrade(store)
+    migrate.downgrade(store, "base")
+    assert set(inspect(store.engine).get_table_names()) <= {"alembic_version"}
+    migrate.upgrade(store)
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+    assert diff == []
+
+
+def test_workers_refuse_an_out_of_date_schema(store):
+    with pytest.raises(SchemaOutOfDate, match="schema is at") as caught:
+        migrate.require_head(store)
+    assert "hub db upgrade" in caught.value.fix
+    migrate.upgrade(store)
+    migrate.require_head(store)
