@@ -108,12 +108,12 @@ def push_catalog(
 def push_stock(
     ctx: ConnectorContext, record: StockLevel, external_id: str | None, idempotency_key: str
 ) -> PushResult:
-    """Set one SKU's balance in one warehouse."""
+    """Set one SKU's balance in one warehouse (deposit); the route's store mapping names it."""
 
 
 @hookspec
 def push_price(ctx: ConnectorContext, record: Price, external_id: str | None, idempotency_key: str) -> PushResult:
-    """Set one SKU's price."""
+    """Set one SKU's price in one price list (Zydon-style price updates, in batches of operations)."""
 
 
 @hookspec

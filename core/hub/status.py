@@ -29,11 +29,11 @@ def tenant_status(rt: Runtime, tenant: str) -> dict[str, Any]:
         now = utcnow()
         bound = dict(((conn, entity), n) for conn, entity, n in s.execute(
             select(Binding.connection_id, Binding.entity, func.count())
-            .where(Binding.tenant_id == tenant).group_by(Binding.connection_id, Binding.entity)).tuples())
+            .where(Binding.tenant_id == tenant).group_by(Binding.connection_id, Binding.entity)))
         ops = dict(((route, entity, state), n) for route, entity, state, n in s.execute(
             select(Operation.route_id, Operation.entity, Operation.state, func.count())
             .where(Operation.tenant_id == tenant)
-            .group_by(Operation.route_id, Operation.entity, Operation.state)).tuples())
+            .group_by(Operation.route_id, Operation.entity, Operation.state)))
         routes = []
         for route in s.scalars(select(Route).where(Route.tenant_id == tenant).order_by(Route.name)):
             cursors = {c.stream: c for c in s.scalars(select(Cursor).where(Cursor.route_id == route.id))}

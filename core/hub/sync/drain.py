@@ -44,4 +44,4 @@ def operation_counts(rt: Runtime, route_id: int | None = None) -> dict[str, int]
         query = select(Operation.state, func.count()).group_by(Operation.state)
         if route_id is not None:
             query = query.where(Operation.route_id == route_id)
-        return {state: n for state, n in s.execute(query).tuples()}
+        return {state: n for state, n in s.execute(query)}

@@ -38,6 +38,9 @@ from hub.sync.loading import (
 )
 
 
+MAX_DEPENDENCY_WAITS = 30
+
+
 def due_filter(now: Any) -> Any:
     return or_(
         (Operation.state == "pending") & (Operation.available_at <= now),
@@ -109,7 +112,11 @@ def execute(rt: Runtime, op_id: int) -> str:
         return _finish(rt, op, "superseded")
     external_id = binding or op.remote_id
     if op.kind == "perform_action" and external_id is None:
-        return _reschedule(rt, op, 1.0, "waiting for the record to reach the sink first", burn=False)
+        if op.waits >= MAX_DEPENDENCY_WAITS:
+            return _finish(rt, op, "failed", error="the record never reached the sink, so its action cannot run",
+                           fix="Fix the failed push of this record (hub status / hub logs), then re-run the route.")
+        return _reschedule(rt, op, min(60.0, 1.0 + op.waits), "waiting for the record to reach the sink first",
+                           burn=False)
 
     ctx: ConnectorContext | None = None
     try:

@@ -92,7 +92,11 @@ def sync_route(rt: Runtime, tenant: str, name: str, *, full: bool = False,
         view = route_view(s, route)
         source = s.get_one(Connection, route.source_id)
         s.expunge_all()
-    preflight(rt, route, view, source)
+    try:
+        preflight(rt, route, view, source)
+    except HubError as exc:
+        report.streams.append(StreamResult("preflight", error=exc.message, fix=exc.fix))
+        return report
     for stream in view.streams:
         result = StreamResult(stream)
         report.streams.append(result)

@@ -1,0 +1,1 @@
+"""An example hub plugin: the fictional "lojinha" shop platform and its sandbox."""
