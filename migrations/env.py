@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import Connection
-
 from hub.settings import get_settings
 from hub.store.engine import make_engine
 from hub.store.schema import Base
+from sqlalchemy import Connection
 
 config = context.config
 target_metadata = Base.metadata

@@ -41,7 +41,12 @@ class Sandbox(Protocol):
         """Every record the platform holds in ``stream``, as its API would show them."""
 
     def inject_fault(self, kind: str, times: int = 1) -> None:
-        """Make the next ``times`` requests fail with ``kind`` (one of :data:`FAULTS`)."""
+        """Make the next ``times`` API requests fail with ``kind`` (one of :data:`FAULTS`): ``401`` revokes the
+        live tokens (the token endpoint itself keeps working), ``repeat_page`` answers the next list request with
+        the previous page of the same resource."""
+
+    def seed_invalid(self, stream: str) -> str:
+        """Create one record the platform accepts but hub must refuse (a bad EAN, CPF...); return its id."""
 
 
 @dataclass

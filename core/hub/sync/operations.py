@@ -37,7 +37,6 @@ from hub.sync.loading import (
     write_calls,
 )
 
-
 MAX_DEPENDENCY_WAITS = 30
 
 
@@ -173,7 +172,7 @@ def _handle_error(rt: Runtime, op: Operation, ctx: ConnectorContext | None, exc:
         return _reschedule(rt, op, exc.retry_after, exc.message, burn=False)
     if isinstance(exc, AuthRevoked):
         return _reschedule(rt, op, 300, exc.message, burn=False, fix=exc.fix)
-    if isinstance(exc, NotFound):
+    if isinstance(exc, NotFound) and op.kind != "perform_action":
         with rt.store.begin() as s:
             s.execute(delete(Binding).where(
                 Binding.connection_id == op.connection_id, Binding.entity == op.entity,

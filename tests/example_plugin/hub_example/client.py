@@ -14,7 +14,7 @@ def request(ctx: ConnectorContext, method: str, path: str, **kwargs: Any) -> htt
     headers = {"Authorization": f"Bearer {ctx.credentials.get('access_token', '')}", **kwargs.pop("headers", {})}
     where = f"lojinha {method} {path} (tenant {ctx.tenant}, connection {ctx.connection})"
     try:
-        response = ctx.http.request(method, path, headers=headers, **kwargs)
+        response: httpx.Response = ctx.http.request(method, path, headers=headers, **kwargs)
     except httpx.TimeoutException:
         raise Retriable(f"{where}: timed out", fix="lojinha was slow to answer; the hub retries by itself.") from None
     except httpx.TransportError as exc:
@@ -45,7 +45,7 @@ def raise_for_error(ctx: ConnectorContext, response: httpx.Response, action: str
     if response.status_code == 422:
         fields = error.get("fields") or [{}]
         detail = "; ".join(f"{f.get('field')}: {f.get('message')}" for f in fields)
-        raise InvalidRecord(f"{message}: {detail}", field=fields[0].get("field"),
+        raise InvalidRecord(f"{where}: 422 refused: {detail}", field=fields[0].get("field"),
                             fix=f"Correct {fields[0].get('field')} on the source record; lojinha refuses it as is.")
     if response.status_code >= 500:
         raise Retriable(message, fix="lojinha failed on its side; the hub retries with backoff.")

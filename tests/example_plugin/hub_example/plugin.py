@@ -85,9 +85,10 @@ def _to_canonical(stream: str, raw: dict[str, Any]) -> Canonical:
     if stream == "sales":
         return Sale(number=raw["numero"], channel="lojinha", store=raw.get("loja"), issued_at=raw["data"],
                     customer=_customer(raw["cliente"]) if raw.get("cliente") else None,
-                    items=[SaleItem(sku=i["sku"], quantity=str(i["quantidade"]), unit_price=str(i["preco"]))
-                           for i in raw["itens"]],
-                    payments=[Payment(method=p["forma"], amount=str(p["valor"]), installments=p.get("parcelas", 1))
+                    items=[SaleItem.model_validate({"sku": i["sku"], "quantity": str(i["quantidade"]),
+                                                    "unit_price": str(i["preco"])}) for i in raw["itens"]],
+                    payments=[Payment.model_validate({"method": p["forma"], "amount": str(p["valor"]),
+                                                      "installments": p.get("parcelas", 1)})
                               for p in raw.get("pagamentos", [])],
                     status=raw["situacao"], replaces=raw.get("substitui"))
     raise ValueError(f"lojinha has no stream {stream}")
