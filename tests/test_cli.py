@@ -52,3 +52,37 @@ def test_status_and_logs_show_sync_times_failures_and_fixes(rt, settings, tmp_pa
         assert "GET /products" in logs and "quarantined:" in logs and "fix:" in logs
     finally:
         get_settings.cache_clear()
+
+
+def test_routes_validate_and_sync_commands(rt, settings, tmp_path, lojinha_pair, monkeypatch):
+    (erp, erp_url), (shop, shop_url) = lojinha_pair
+    erp.seed("products", 12)
+    path = apply_demo_routes(rt, tmp_path, erp_url, shop_url, **{"catalog.streams": ["products"]})
+    monkeypatch.setenv("HUB_DATABASE_URL", settings.resolved_database_url())
+    monkeypatch.setenv("HUB_HOME", str(tmp_path))
+    from hub.settings import get_settings
+
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        valid = runner.invoke(cli, ["routes", "validate", str(path)])
+        assert valid.exit_code == 0 and "valid" in valid.output
+        result = runner.invoke(cli, ["sync", "demo", "catalog", "--json"])
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.output[result.output.index("{"):])
+        assert data["streams"][0]["new"] == 12 and data["operations"] == {"done": 12}
+        assert len(shop.records("products")) == 12
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("version: 1\ntenants:\n  Demo!: {name: x}\n")
+        refused = runner.invoke(cli, ["routes", "validate", str(bad)])
+        assert refused.exit_code == 1 and "tenants.Demo!" in refused.output and "fix:" in refused.output
+    finally:
+        get_settings.cache_clear()
+
+
+def test_credentials_never_print():
+    from hub.sync.context import ConnectorContext
+
+    ctx = ConnectorContext(tenant="t", connection="c", platform="p", options={},
+                           credentials={"client_secret": "hunter2"})
+    assert "hunter2" not in repr(ctx) and "hunter2" not in str(ctx.credentials)

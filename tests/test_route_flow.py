@@ -135,3 +135,20 @@ def test_status_transitions_run_each_action_exactly_once(rt, tmp_path, lojinha_p
     assert order["situacao"] == "cancelado"
     assert sorted(order["actions"]) == ["post-accounts", "post-stock", "reverse-accounts", "reverse-stock"]
     assert len(erp.records("sales")) == 4
+
+
+def test_a_page_listing_a_record_twice_binds_it_once(rt, tmp_path, lojinha_pair):
+    from hub.models import Product
+    from hub.platform import Incoming
+    from hub.store.schema import Route
+    from hub.sync.ingest import ingest_page
+    from hub.sync.loading import route_view
+
+    (_erp, erp_url), (_shop, shop_url) = lojinha_pair
+    apply_demo_routes(rt, tmp_path, erp_url, shop_url, **{"catalog.streams": ["products"]})
+    items = [Incoming(external_id="9", data=Product(sku="X", name=name)) for name in ("first", "second")]
+    with rt.store.begin() as s:
+        route = s.scalar(select(Route).where(Route.name == "catalog"))
+        counts = ingest_page(s, rt.registry, route, route_view(s, route), "products", items)
+    assert counts.new == 1 and counts.operations == 1
+    assert count(rt, Binding, Binding.external_id == "9") == 1

@@ -101,7 +101,7 @@ def ingest_page(s: Session, registry: Registry, route: Route, view: RouteView, s
     tenant, source_id, now = route.tenant_id, route.source_id, utcnow()
     push = stream in view.streams and PUSH_HOOKS[stream]
 
-    valid: list[tuple[str, Canonical]] = []
+    valid: dict[str, Canonical] = {}  # a page listing a record twice keeps its last copy
     for item in items:
         if isinstance(item, Rejected):
             quarantine(s, tenant=tenant, route_id=route.id, connection_id=source_id, entity=stream,
@@ -122,15 +122,15 @@ def ingest_page(s: Session, registry: Registry, route: Route, view: RouteView, s
                        payload=data if isinstance(data, dict) else {})
             counts.quarantined += 1
             continue
-        valid.append((item.external_id, model))
+        valid[item.external_id] = model
     if not valid:
         return counts
 
-    ext_ids = [ext for ext, _ in valid]
+    ext_ids = list(valid)
     bindings = {b.external_id: b for b in s.scalars(select(Binding).where(
         Binding.connection_id == source_id, Binding.entity == stream, Binding.external_id.in_(ext_ids)))}
-    hashes = {ext: model.content_hash() for ext, model in valid}
-    todo = [(ext, m) for ext, m in valid if not (ext in bindings and bindings[ext].content_hash == hashes[ext])]
+    hashes = {ext: model.content_hash() for ext, model in valid.items()}
+    todo = [(ext, m) for ext, m in valid.items() if not (ext in bindings and bindings[ext].content_hash == hashes[ext])]
     counts.unchanged = len(valid) - len(todo)
     if not todo:
         return counts
@@ -138,30 +138,31 @@ def ingest_page(s: Session, registry: Registry, route: Route, view: RouteView, s
     new_keys = [m.natural_key() for ext, m in todo if ext not in bindings and m.natural_key()]
     by_key: dict[str, str] = {}
     if new_keys:
-        bound_here = select(Binding.canonical_id).where(Binding.connection_id == source_id,
-                                                        Binding.entity == stream)
+        bound_here = select(Binding.id).where(Binding.connection_id == source_id, Binding.entity == stream,
+                                              Binding.canonical_id == Record.canonical_id).exists()
         for canonical_id, nk in s.execute(select(Record.canonical_id, Record.natural_key).where(
                 Record.tenant_id == tenant, Record.entity == stream, Record.natural_key.in_(new_keys),
-                Record.canonical_id.not_in(bound_here))):
+                ~bound_here)):
             if nk is not None:
                 by_key.setdefault(nk, canonical_id)
 
     canonical_of: dict[str, str] = {}
+    new_bindings: list[dict[str, Any]] = []
     for ext, model in todo:
         binding = bindings.get(ext)
         if binding is None:
             nk = model.natural_key()
             matched = by_key.pop(nk, None) if nk else None
             canonical_of[ext] = matched or str(uuid.uuid4())
-            binding = Binding(tenant_id=tenant, connection_id=source_id, entity=stream, external_id=ext,
-                              canonical_id=canonical_of[ext], content_hash=hashes[ext], origin="pull",
-                              synced_at=now)
-            s.add(binding)
-            bindings[ext] = binding
+            new_bindings.append(dict(tenant_id=tenant, connection_id=source_id, entity=stream, external_id=ext,
+                                     canonical_id=canonical_of[ext], content_hash=hashes[ext], origin="pull",
+                                     synced_at=now))
         else:
             canonical_of[ext] = binding.canonical_id
             binding.content_hash, binding.synced_at = hashes[ext], now
 
+    if new_bindings:
+        s.execute(insert(Binding), new_bindings)
     records = {r.canonical_id: r for r in s.scalars(select(Record).where(
         Record.tenant_id == tenant, Record.entity == stream, Record.canonical_id.in_(canonical_of.values())))}
     sink_hashes: dict[str, str | None] = {}
@@ -172,14 +173,16 @@ def ingest_page(s: Session, registry: Registry, route: Route, view: RouteView, s
         sink_hashes = {canonical_id: h for canonical_id, h in rows}
 
     ops: list[dict[str, Any]] = []
+    new_records: list[dict[str, Any]] = []
     for ext, model in todo:
         canonical_id, content_hash = canonical_of[ext], hashes[ext]
         payload = model.model_dump(mode="json")
         record = records.get(canonical_id)
         old_status = None
         if record is None:
-            s.add(Record(tenant_id=tenant, entity=stream, canonical_id=canonical_id, natural_key=model.natural_key(),
-                         payload=payload, content_hash=content_hash, version=1, updated_at=now))
+            new_records.append(dict(tenant_id=tenant, entity=stream, canonical_id=canonical_id,
+                                    natural_key=model.natural_key(), payload=payload, content_hash=content_hash,
+                                    version=1, updated_at=now))
             counts.new += 1
         elif record.content_hash != content_hash:
             old_status = record.payload.get("status")
@@ -198,6 +201,8 @@ def ingest_page(s: Session, registry: Registry, route: Route, view: RouteView, s
                                           to_status=_mapped(view, new_status) or new_status, at=now)
             counts.transitions.append(transition)
             ops.extend(plan_transition(registry, route, view, transition, content_hash))
+    if new_records:
+        s.execute(insert(Record), new_records)
     s.flush()
     counts.operations = enqueue(s, ops)
     return counts
