@@ -38,3 +38,9 @@ def test_workers_refuse_an_out_of_date_schema(store):
     assert "hub db upgrade" in caught.value.fix
     migrate.upgrade(store)
     migrate.require_head(store)
+
+
+def test_statistics_refresh_schedule():
+    from hub.store.statistics import due
+
+    assert [n for n in range(1, 300) if due(n)] == [1, 4, 16, 64, 256]

@@ -17,7 +17,7 @@ from sqlalchemy import delete
 from hub.models import Product, ProductFiscal
 from hub.platform import Incoming
 from hub.registry import get_registry
-from hub.store import migrate
+from hub.store import migrate, statistics
 from hub.store.engine import Store, utcnow
 from hub.store.schema import (
     ApiCall,
@@ -91,11 +91,12 @@ def run(url: str, records: int, page_size: int) -> dict[str, Any]:
     for phase, version in (("insert", 1), ("unchanged", 1), ("update", 2)):
         started = time.perf_counter()
         ops = 0
-        for page in _pages(records, page_size, version):
+        for number, page in enumerate(_pages(records, page_size, version), start=1):
             with store.begin() as s:
                 s.add(route)
                 ops += ingest_page(s, registry, route, view, "products", page).operations
                 s.expunge(route)
+                statistics.refresh(s, number)
         elapsed = time.perf_counter() - started
         figures[phase] = {"seconds": round(elapsed, 2), "records_per_s": round(records / elapsed),
                           "operations_enqueued": ops}

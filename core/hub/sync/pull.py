@@ -10,6 +10,7 @@ from sqlalchemy import select
 from hub.errors import AuthExpired, AuthRevoked, ConfigError, HubError, PaginationLoop
 from hub.models import PaymentMethod
 from hub.platform import Incoming, Page
+from hub.store import statistics
 from hub.store.engine import utcnow
 from hub.store.schema import Connection, Cursor, Route
 from hub.sync.context import ConnectorContext, RouteView
@@ -149,6 +150,8 @@ def _sync_stream(rt: Runtime, route: Route, view: RouteView, source: Connection,
                     s.expunge(route)
                 result.pages += 1
                 result.counts.add(counts)
+                with rt.store.begin() as s:
+                    statistics.refresh(s, result.pages)
                 if progress:
                     progress(stream, counts)
             with rt.store.begin() as s:
