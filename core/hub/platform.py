@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -83,6 +83,3 @@ class Credentials(BaseModel):
 
     __str__ = __repr__
 
-
-class PullHook(Protocol):
-    def __call__(self, ctx: Any, stream: str, since: str | None) -> Iterable[Page]: ...

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from hub.errors import AuthExpired, AuthRevoked, ConfigError, HubError, PaginationLoop
 from hub.models import PaymentMethod
@@ -113,10 +114,7 @@ def sync_route(rt: Runtime, tenant: str, name: str, *, full: bool = False,
     return report
 
 
-def _cursor(s: object, route: Route, stream: str) -> Cursor:
-    from sqlalchemy.orm import Session
-
-    assert isinstance(s, Session)
+def _cursor(s: Session, route: Route, stream: str) -> Cursor:
     cursor = s.scalar(select(Cursor).where(Cursor.route_id == route.id, Cursor.stream == stream))
     if cursor is None:
         cursor = Cursor(tenant_id=route.tenant_id, route_id=route.id, stream=stream, position=None,
@@ -148,10 +146,9 @@ def _sync_stream(rt: Runtime, route: Route, view: RouteView, source: Connection,
                     cursor.updated_at = utcnow()
                     write_calls(s, route.tenant_id, source.id, ctx.calls)
                     s.expunge(route)
+                    statistics.refresh(s, result.pages + 1)
                 result.pages += 1
                 result.counts.add(counts)
-                with rt.store.begin() as s:
-                    statistics.refresh(s, result.pages)
                 if progress:
                     progress(stream, counts)
             with rt.store.begin() as s:
