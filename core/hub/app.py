@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from hub.crypto import Vault
+from hub.ratelimit import make_throttle
 from hub.registry import get_registry
 from hub.settings import Settings, get_settings
 from hub.store.engine import Store
@@ -18,4 +19,5 @@ def build_runtime(settings: Settings | None = None, store: Store | None = None) 
         lease_seconds=settings.operation_lease_seconds,
         max_attempts=settings.max_attempts,
         max_backoff_seconds=settings.max_backoff_seconds,
+        throttle=make_throttle(settings.redis_url),
     )

@@ -6,6 +6,8 @@ Plugins raise these; the core maps each to what the runner does with the operati
 ``Retriable``       try again with exponential backoff; counts an attempt
 ``RateLimited``     wait ``retry_after`` seconds; never counts an attempt (the wait is
                     stored in the database, not in the broker's delay queue)
+``QuotaExhausted``  a daily (or longer) quota is spent: the whole connection pauses until
+                    ``until``, visibly in ``hub status``; nothing queued is lost
 ``AuthExpired``     re-run ``authenticate`` (single-flight), then retry; a second one in a
                     row pauses the connection until it is re-authorized
 ``NotFound``        the remote record is gone: the stale binding is dropped and the write
@@ -18,6 +20,8 @@ Every error carries a ``fix``: the plain-words suggestion shown by ``hub logs``.
 """
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 
 class HubError(Exception):
@@ -52,6 +56,17 @@ class RateLimited(ConnectorError):
     def __init__(self, message: str, *, retry_after: float, fix: str | None = None) -> None:
         super().__init__(message, fix=fix)
         self.retry_after = max(0.0, float(retry_after))
+
+
+class QuotaExhausted(RateLimited):
+    """The account's quota for the period is spent: every route of the connection waits until ``until``."""
+
+    default_fix = "The platform's daily request quota is spent; the hub resumes by itself when it renews."
+
+    def __init__(self, message: str, *, until: datetime, fix: str | None = None) -> None:
+        now = datetime.now(UTC).replace(tzinfo=None)
+        super().__init__(message, retry_after=(until - now).total_seconds(), fix=fix)
+        self.until = until
 
 
 class AuthExpired(ConnectorError):
@@ -100,6 +115,12 @@ class PaginationLoop(Fatal):
     """A server returned the same page twice in a row; stop instead of looping forever."""
 
     default_fix = "The platform repeated a page; report it to the platform and retry the sync later."
+
+
+class BadSignature(HubError):
+    """A webhook whose signature does not verify: refused, never processed."""
+
+    default_fix = "Check that the webhook is configured with this connection's client secret."
 
 
 class ConfigError(HubError):

@@ -6,7 +6,8 @@ Two kinds of call, chosen per hook and never mixed:
 hand (the route's source for pulls, its sink for pushes). Dispatch is deterministic: the core looks the
 implementation up by plugin name; pluggy's broadcast, which cannot say who answered, is not used for them.
 ``authenticate``, ``pull_catalog``, ``pull_sales``, ``pull_invoices``, ``push_catalog``, ``push_stock``,
-``push_price``, ``push_sale``, ``push_invoice``, ``emit_invoice`` and ``perform_action`` are targeted.
+``push_price``, ``push_sale``, ``push_invoice``, ``emit_invoice``, ``perform_action`` and ``parse_webhook`` are
+targeted.
 
 **Broadcast** hooks are called on every plugin and their answers are collected:
 ``register_platforms``, ``register_commands``, ``validate_fiscal`` (every problem from every plugin) and
@@ -39,11 +40,12 @@ if TYPE_CHECKING:
         FiscalProblem,
         Invoice,
         Price,
+        Product,
         Sale,
         StatusTransition,
         StockLevel,
     )
-    from hub.platform import Credentials, Page, Platform, PushResult
+    from hub.platform import Credentials, Page, Platform, PushResult, WebhookEvent
     from hub.sync.context import ConnectorContext, RouteView
 
 hookspec = pluggy.HookspecMarker("hub")
@@ -133,11 +135,15 @@ def push_invoice(
 
 
 @hookspec
-def emit_invoice(ctx: ConnectorContext, record: Sale, external_id: str, idempotency_key: str) -> Invoice:
+def emit_invoice(
+    ctx: ConnectorContext, record: Sale, external_id: str, idempotency_key: str, invoice_id: str | None
+) -> Invoice:
     """Issue the NF-e of a sale already pushed (``external_id`` is the sale's id there).
 
-    Return the invoice as it stands; raise :class:`hub.errors.RateLimited` with a short ``retry_after`` while
-    SEFAZ has not answered. Never issue a second NF-e for the same sale.
+    ``invoice_id`` is the note an earlier attempt created (reported with ``ctx.record_remote_id`` right after
+    creating it), or None. Return the invoice once authorized; raise :class:`hub.errors.RateLimited` with a short
+    ``retry_after`` while SEFAZ has not answered, and :class:`hub.errors.InvalidRecord` with the fix when it is
+    rejected. Never issue a second NF-e for the same sale. Runs on routes with ``emit_invoices: true``.
     """
 
 
@@ -152,8 +158,24 @@ def perform_action(
 
 
 @hookspec
-def validate_fiscal(document: Canonical, route: RouteView) -> list[FiscalProblem] | None:
-    """Return every problem that would make an NF-e for ``document`` be rejected (or None)."""
+def parse_webhook(ctx: ConnectorContext, headers: dict[str, str], body: bytes) -> list[WebhookEvent]:
+    """Verify a webhook delivered for this connection and read its events.
+
+    ``headers`` have lower-case names and ``body`` is the raw request body: verify the signature over those
+    bytes in constant time and raise :class:`hub.errors.BadSignature` when it does not match. Do no I/O; the core
+    answers at once, dedupes on ``event_id`` and schedules incremental syncs.
+    """
+
+
+@hookspec
+def validate_fiscal(
+    document: Canonical, route: RouteView, products: dict[str, Product]
+) -> list[FiscalProblem] | None:
+    """Return every problem that would make an NF-e for ``document`` be rejected (or None).
+
+    ``products`` are the store's records of the sale's items, by SKU (an SKU missing from it is not in the
+    store).
+    """
 
 
 @hookspec

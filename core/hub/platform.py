@@ -73,13 +73,33 @@ class PushResult(BaseModel):
 
 
 class Credentials(BaseModel):
-    """What ``authenticate`` returns; stored encrypted, never logged."""
+    """What ``authenticate`` returns; stored encrypted, never logged.
+
+    ``expires_at`` is when the access token dies (the core renews a minute before). ``renew_by`` is when the
+    renewal grant itself would die if unused (e.g. Bling's 30-day refresh token): the scheduler renews idle
+    connections before then, so a quiet tenant is never locked out.
+    """
 
     values: dict[str, str]
     expires_at: datetime | None = None
+    renew_by: datetime | None = None
 
     def __repr__(self) -> str:
         return f"Credentials(keys={sorted(self.values)}, expires_at={self.expires_at})"
 
     __str__ = __repr__
 
+
+
+class WebhookEvent(BaseModel):
+    """One verified webhook event, as a plugin's ``parse_webhook`` reads it.
+
+    The core remembers ``event_id`` per connection (platforms deliver twice) and turns the event into an
+    incremental sync of ``stream`` on every route reading it from this connection; the sync re-reads the record
+    from the API, so out-of-order delivery does no harm.
+    """
+
+    event_id: str
+    event: str
+    stream: str | None = None
+    external_id: str | None = None

@@ -117,4 +117,9 @@ def routes_apply(path: str) -> None:
     click.echo(f"applied {path}: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
 
 
-COMMANDS = [plugins, db, routes]
+@click.group()
+def auth() -> None:
+    """Authorize a tenant's connection; each platform plugin adds its command (e.g. `hub auth bling TENANT`)."""
+
+
+COMMANDS = [plugins, db, routes, auth]

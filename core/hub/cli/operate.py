@@ -121,28 +121,39 @@ def logs(tenant: str, limit: int, only_errors: bool, as_json: bool) -> None:
 @click.command()
 @click.option("--threads", type=int, default=None, help="Worker threads (default HUB_WORKER_THREADS).")
 @click.option("--for", "run_for", type=float, default=None, help="Stop after this many seconds (for tests).")
+@click.option("--webhook-port", type=int, default=None,
+              help="Also receive webhooks on this port (POST /webhooks/TENANT/CONNECTION).")
+@click.option("--webhook-host", default="127.0.0.1", show_default=True)
 @friendly_errors
-def run(threads: int | None, run_for: float | None) -> None:
+def run(threads: int | None, run_for: float | None, webhook_port: int | None, webhook_host: str) -> None:
     """Workers + scheduler + outbox relay. Safe to run many at once; stops gracefully on SIGTERM."""
+    from hub import webhooks
     from hub.app import build_runtime
     from hub.runner.service import Service
+    from hub.sandbox import serve
     from hub.settings import get_settings
 
     settings = get_settings()
-    service = Service(build_runtime(settings), settings.redis_url, threads=threads or settings.worker_threads,
+    rt = build_runtime(settings)
+    service = Service(rt, settings.redis_url, threads=threads or settings.worker_threads,
                       relay_interval=settings.relay_interval_seconds,
                       scheduler_interval=settings.scheduler_interval_seconds)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     service.start()
+    receiver = serve(webhooks.app(rt), host=webhook_host, port=webhook_port) if webhook_port is not None else None
     broker = "redis" if settings.redis_url else "in-process"
     click.echo(f"hub run: {service.threads} worker threads, {broker} broker; Ctrl-C or SIGTERM to stop", err=True)
+    if receiver is not None:
+        click.echo(f"hub run: webhooks at {receiver.base_url}/webhooks/TENANT/CONNECTION", err=True)
     started = time.monotonic()
     while not stop.wait(0.2):
         if run_for is not None and time.monotonic() - started > run_for:
             break
     click.echo("hub run: stopping (finishing running operations)", err=True)
+    if receiver is not None:
+        receiver.stop()
     service.stop()
 
 

@@ -71,6 +71,10 @@ def check(config: RoutesFile, registry: Registry, path: str) -> tuple[list[str],
                     if ends and action not in known_actions:
                         errors.append(f"{key}.transitions.{i}.actions: unknown action {action!r} "
                                       f"(fix: use one of: {', '.join(sorted(known_actions)) or 'none'})")
+            if route.emit_invoices and sink is not None and (
+                    "sales" not in route.streams or not registry.implements(sink.name, "emit_invoice")):
+                errors.append(f"{key}.emit_invoices: {sink.name} cannot issue NF-e for this route "
+                              f"(fix: remove emit_invoices, or route sales to a sink that issues invoices)")
             if "sales" in route.streams and route.mappings.payment_methods is None:
                 warnings.append(f"{key}.mappings.payment_methods: not set, so payment methods pass through "
                                 f"unchanged (fix: add a DE-PARA table if the platforms name them differently)")

@@ -78,6 +78,7 @@ class RouteConfig(Strict):
     mappings: Mappings = Field(default_factory=Mappings)
     transitions: list[TransitionRule] = Field(default_factory=list)
     options: dict[str, Any] = Field(default_factory=dict)
+    emit_invoices: bool = Field(default=False, description="issue each sale's NF-e on the sink once it is there")
     enabled: bool = True
 
     @field_validator("streams")

@@ -8,12 +8,24 @@ from hub.models import Canonical, FiscalProblem, Product, Sale
 
 
 @hookimpl
-def validate_fiscal(document: Canonical) -> list[FiscalProblem] | None:
+def validate_fiscal(document: Canonical, products: dict[str, Product]) -> list[FiscalProblem] | None:
     if isinstance(document, Product):
         return product_problems(document, f"product {document.sku}")
     if isinstance(document, Sale):
-        return sale_problems(document)
+        return sale_problems(document) + item_problems(document, products)
     return None
+
+
+def item_problems(sale: Sale, products: dict[str, Product]) -> list[FiscalProblem]:
+    """Every item's product needs NCM and origem (seed 000: "atributos fiscais ausentes")."""
+    problems: list[FiscalProblem] = []
+    for i, item in enumerate(sale.items):
+        product = products.get(item.sku)
+        if product is None:
+            continue
+        for p in product_problems(product, f"sale {sale.number}"):
+            problems.append(p.model_copy(update={"field": f"items[{i}] ({item.sku}) {p.field}"}))
+    return problems
 
 
 def product_problems(product: Product, record: str) -> list[FiscalProblem]:

@@ -11,12 +11,13 @@ import dramatiq
 from dramatiq import Worker
 from sqlalchemy import select, update
 
+from hub.errors import HubError
 from hub.runner.actors import Actors, declare
 from hub.runner.broker import make_broker
 from hub.store.engine import utcnow
 from hub.store.migrate import require_head
-from hub.store.schema import Operation, Route, Tenant
-from hub.sync.loading import Runtime
+from hub.store.schema import Connection, Operation, Route, Tenant
+from hub.sync.loading import Runtime, ensure_auth
 from hub.sync.operations import due_filter
 
 log = logging.getLogger("hub.runner")
@@ -46,17 +47,37 @@ def schedule_once(rt: Runtime, send: Callable[[str, str], object]) -> int:
     with rt.store.sessions() as s:
         due = list(s.execute(select(Route.id, Route.tenant_id, Route.name, Route.next_run_at, Route.schedule_seconds)
                              .join(Tenant, Tenant.id == Route.tenant_id)
-                             .where(Route.enabled.is_(True), Route.schedule_seconds.is_not(None),
-                                    Route.next_run_at <= now)))
+                             .where(Route.enabled.is_(True), Route.next_run_at <= now)))
     for route_id, tenant, name, next_run_at, every in due:
+        # A route without a schedule runs when a webhook marks it due, once.
         claim = (update(Route).where(Route.id == route_id, Route.next_run_at == next_run_at)
-                 .values(next_run_at=now + timedelta(seconds=every or 0)))
+                 .values(next_run_at=now + timedelta(seconds=every) if every else None))
         with rt.store.begin() as s:
             won = s.execute(claim).rowcount  # type: ignore[attr-defined]
         if won:
             send(tenant, name)
             started += 1
     return started
+
+
+RENEW_AHEAD = timedelta(days=3)
+
+
+def renew_idle_once(rt: Runtime) -> int:
+    """Renew tokens whose renewal grant would die soon even though nothing used them (idle tenants)."""
+    limit = utcnow() + RENEW_AHEAD
+    with rt.store.sessions() as s:
+        ids = list(s.scalars(select(Connection.id).where(Connection.renew_by.is_not(None), Connection.renew_by < limit,
+                                                         (Connection.pause_kind.is_(None))
+                                                         | (Connection.pause_kind != "auth"))))
+    renewed = 0
+    for conn_id in ids:
+        try:
+            ensure_auth(rt, conn_id, force=True)
+            renewed += 1
+        except HubError as exc:
+            log.warning("idle renewal of connection %s failed: %s (fix: %s)", conn_id, exc.message, exc.fix)
+    return renewed
 
 
 class Service:
@@ -89,6 +110,7 @@ class Service:
 
     def _schedule(self) -> None:
         schedule_once(self.rt, lambda tenant, route: self.actors.run_sync.send(tenant, route))
+        renew_idle_once(self.rt)
 
     def _loop(self, step: Callable[[], None], interval: float) -> None:
         while not self.stopping.is_set():

@@ -64,6 +64,8 @@ class Connection(Base):
     token_expires_at: Mapped[datetime | None]
     paused_until: Mapped[datetime | None]
     pause_reason: Mapped[str | None] = mapped_column(Text)
+    pause_kind: Mapped[str | None] = mapped_column(String(16))
+    renew_by: Mapped[datetime | None]
     updated_at: Mapped[datetime]
 
 
@@ -145,6 +147,7 @@ class Operation(Base):
         UniqueConstraint("idempotency_key"),
         Index("ix_operations_due", "state", "available_at"),
         Index("ix_operations_route_state", "route_id", "state"),
+        Index("ix_operations_record", "route_id", "canonical_id"),
     )
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     tenant_id: Mapped[str] = mapped_column(String(64))
@@ -203,3 +206,16 @@ class Quarantine(Base):
     payload: Mapped[dict[str, Any]]
     created_at: Mapped[datetime]
     resolved_at: Mapped[datetime | None]
+
+
+class WebhookEvent(Base):
+    """A webhook already accepted: platforms deliver twice, so the event id is remembered per connection."""
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (UniqueConstraint("connection_id", "event_id"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
+    event_id: Mapped[str] = mapped_column(String(100))
+    event: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime]

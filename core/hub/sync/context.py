@@ -12,6 +12,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.models import Ref
+from hub.ratelimit import PROCESS_THROTTLE, Throttle, pace
 
 
 class Endpoint(BaseModel):
@@ -33,6 +34,7 @@ class RouteView(BaseModel):
     mappings: dict[str, dict[str, str] | None] = Field(default_factory=dict)
     transitions: list[dict[str, Any]] = Field(default_factory=list)
     options: dict[str, Any] = Field(default_factory=dict)
+    emit_invoices: bool = False
 
 
 @dataclass
@@ -70,6 +72,7 @@ class ConnectorContext:
     _resolver: Callable[[str, Ref], str | None] | None = None
     _remote_id_sink: Callable[[str], None] | None = None
     calls: list[ApiEntry] = field(default_factory=list)
+    budget: Throttle = PROCESS_THROTTLE
     _client: httpx.Client | None = None
 
     def __post_init__(self) -> None:
@@ -98,6 +101,14 @@ class ConnectorContext:
             status=response.status_code,
             duration_ms=elapsed,
         ))
+
+    def throttle(self, key: str, per_second: float, *, per_day: int | None = None, day_tz: str = "UTC") -> float:
+        """Wait for the account's next request slot, shared by every worker (Redis when configured).
+
+        ``key`` names the account (e.g. ``bling:<company>``). Raises :class:`hub.errors.QuotaExhausted` once
+        ``per_day`` requests were made in the current day of ``day_tz``. Returns the seconds waited.
+        """
+        return pace(self.budget, key, per_second, per_day=per_day, day_tz=day_tz)
 
     def log_failure(self, action: str, error: str, fix: str | None) -> None:
         """Attach an error and its fix to the log (the last call's entry when it is the one that failed)."""

@@ -12,9 +12,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.crypto import Vault
-from hub.errors import AuthRevoked, Fatal
+from hub.errors import AuthRevoked, Fatal, QuotaExhausted, RateLimited
 from hub.models import Ref
 from hub.platform import Credentials
+from hub.ratelimit import PROCESS_THROTTLE, Throttle
 from hub.registry import Registry
 from hub.store.engine import Store, utcnow
 from hub.store.schema import ApiCall, Binding, Connection, Route
@@ -34,6 +35,7 @@ class Runtime:
     lease_seconds: float = 60.0
     max_attempts: int = 8
     max_backoff_seconds: float = 3600.0
+    throttle: Throttle = PROCESS_THROTTLE
 
 
 def find_route(s: Session, tenant: str, name: str) -> Route:
@@ -55,6 +57,7 @@ def route_view(s: Session, route: Route) -> RouteView:
         sink=Endpoint(connection=sink.name, platform=sink.platform),
         streams=list(cfg.get("streams", [])), mappings=dict(cfg.get("mappings") or {}),
         transitions=list(cfg.get("transitions") or []), options=dict(cfg.get("options") or {}),
+        emit_invoices=bool(cfg.get("emit_invoices")),
     )
 
 
@@ -77,9 +80,11 @@ def write_calls(s: Session, tenant: str, connection_id: int | None, calls: list[
 _auth_locks: defaultdict[int, threading.Lock] = defaultdict(threading.Lock)
 
 
-def ensure_auth(rt: Runtime, connection_id: int, *, stale_token: str | None = None) -> dict[str, str]:
+def ensure_auth(rt: Runtime, connection_id: int, *, stale_token: str | None = None,
+                force: bool = False) -> dict[str, str]:
     """Single-flight token renewal: a process lock plus a row lock, a re-read, and the new pair stored before
-    the lock is released. With ``stale_token`` it renews only if nobody has replaced that token yet."""
+    the lock is released. With ``stale_token`` it renews only if nobody has replaced that token yet; ``force``
+    renews even a fresh token (idle renewal, a new authorization)."""
     with _auth_locks[connection_id], rt.store.begin() as s:
         conn = s.get_one(Connection, connection_id, with_for_update=True)
         creds = credentials_of(rt.vault, conn)
@@ -87,16 +92,16 @@ def ensure_auth(rt: Runtime, connection_id: int, *, stale_token: str | None = No
             return creds
         now = utcnow()
         fresh = "access_token" in creds and (conn.token_expires_at is None or conn.token_expires_at > now + AUTH_SKEW)
-        if stale_token is None and fresh:
+        if stale_token is None and fresh and not force:
             return creds
         if stale_token is not None and creds.get("access_token") != stale_token:
             return creds
         ctx = ConnectorContext(tenant=conn.tenant_id, connection=conn.name, platform=conn.platform,
-                               options=conn.options, credentials=creds, stream="auth")
+                               options=conn.options, credentials=creds, stream="auth", budget=rt.throttle)
         try:
             result: Credentials | None = rt.registry.call(conn.platform, "authenticate", ctx=ctx)
         except AuthRevoked as exc:
-            conn.paused_until = now + PAUSE_FOR_REAUTH
+            conn.paused_until, conn.pause_kind = now + PAUSE_FOR_REAUTH, "auth"
             conn.pause_reason = f"{exc.message} (fix: {exc.fix})"
             ctx.log_failure("authenticate", exc.message, exc.fix)
             write_calls(s, conn.tenant_id, conn.id, ctx.calls)
@@ -108,7 +113,20 @@ def ensure_auth(rt: Runtime, connection_id: int, *, stale_token: str | None = No
             return creds
         conn.credentials = rt.vault.encrypt(result.values)
         conn.token_expires_at = _naive(result.expires_at)
+        conn.renew_by = _naive(result.renew_by)
+        if conn.pause_kind == "auth":
+            conn.paused_until = conn.pause_kind = conn.pause_reason = None
         return dict(result.values)
+
+
+def pause_for_quota(rt: Runtime, connection_id: int, exc: QuotaExhausted) -> None:
+    """Stop every route of the connection until the quota renews; ``hub status`` shows why and until when."""
+    with rt.store.begin() as s:
+        conn = s.get_one(Connection, connection_id)
+        if conn.pause_kind == "auth":
+            return
+        conn.paused_until, conn.pause_kind = exc.until, "quota"
+        conn.pause_reason = f"{exc.message} (until {exc.until:%Y-%m-%d %H:%M} UTC; fix: {exc.fix})"
 
 
 def _naive(value: datetime | None) -> datetime | None:
@@ -119,13 +137,17 @@ def _naive(value: datetime | None) -> datetime | None:
 
 def make_context(rt: Runtime, conn: Connection, view: RouteView | None, stream: str | None,
                  source_id: int | None = None) -> ConnectorContext:
-    if conn.paused_until is not None and conn.paused_until > utcnow():
+    now = utcnow()
+    if conn.paused_until is not None and conn.paused_until > now:
+        if conn.pause_kind == "quota":
+            raise RateLimited(f"connection {conn.tenant_id}/{conn.name} is paused: {conn.pause_reason}",
+                              retry_after=(conn.paused_until - now).total_seconds())
         raise AuthRevoked(f"connection {conn.tenant_id}/{conn.name} is paused: {conn.pause_reason}",
                           fix=f"Re-authorize it: hub auth {conn.platform} {conn.tenant_id}")
     creds = ensure_auth(rt, conn.id)
     ctx = ConnectorContext(tenant=conn.tenant_id, connection=conn.name, platform=conn.platform,
                            options=conn.options, credentials=creds, route=view, stream=stream,
-                           started_at=utcnow())
+                           started_at=now, budget=rt.throttle)
     if source_id is not None:
         sink_id = conn.id
 

@@ -9,6 +9,7 @@ and idempotency key make the second call land on the same remote record.
 from __future__ import annotations
 
 import random
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -21,17 +22,19 @@ from hub.errors import (
     HubError,
     InvalidRecord,
     NotFound,
+    QuotaExhausted,
     RateLimited,
     Retriable,
 )
-from hub.models import ENTITY_MODELS, Action, Canonical, Sale
+from hub.models import ENTITY_MODELS, Action, Canonical, Invoice, Product, Sale
 from hub.store.engine import utcnow
 from hub.store.schema import Binding, Connection, Operation, Record, Route
 from hub.sync.context import ConnectorContext, RouteView
-from hub.sync.ingest import quarantine
+from hub.sync.ingest import enqueue, operation_row, quarantine
 from hub.sync.loading import (
     Runtime,
     make_context,
+    pause_for_quota,
     refresh_after_expiry,
     route_view,
     write_calls,
@@ -101,16 +104,23 @@ def execute(rt: Runtime, op_id: int) -> str:
                                                Record.canonical_id == op.canonical_id))
         binding = s.scalar(select(Binding.external_id).where(
             Binding.connection_id == sink.id, Binding.entity == op.entity, Binding.canonical_id == op.canonical_id))
+        earlier = s.scalar(select(Operation.id).where(
+            Operation.route_id == op.route_id, Operation.canonical_id == op.canonical_id, Operation.id < op.id,
+            Operation.state.in_(("pending", "running"))).limit(1))
+        products = _item_products(s, op.tenant_id, record) if op.kind == "emit_invoice" and record else {}
         s.expunge_all()
+    if earlier is not None:
+        # One record's writes run in the order they were recorded (create before its actions, post before reverse).
+        return _reschedule(rt, op, 0.2, f"waiting for operation {earlier} on the same record", burn=False)
     if op.attempts > rt.max_attempts:
         return _finish(rt, op, "failed", error=f"gave up after {rt.max_attempts} attempts: {op.last_error}",
                        fix=op.fix or "Check `hub logs` for the failing call, fix it, then retry the operation.")
     if record is None:
         return _finish(rt, op, "failed", error="the canonical record is gone", fix="Run a full sync (--full).")
-    if op.kind != "perform_action" and record.content_hash != op.content_hash:
+    if op.kind not in ("perform_action", "emit_invoice") and record.content_hash != op.content_hash:
         return _finish(rt, op, "superseded")
     external_id = binding or op.remote_id
-    if op.kind == "perform_action" and external_id is None:
+    if op.kind in ("perform_action", "emit_invoice") and binding is None:
         if op.waits >= MAX_DEPENDENCY_WAITS:
             return _finish(rt, op, "failed", error="the record never reached the sink, so its action cannot run",
                            fix="Fix the failed push of this record (hub status / hub logs), then re-run the route.")
@@ -123,15 +133,17 @@ def execute(rt: Runtime, op_id: int) -> str:
         if isinstance(model, Sale):
             model = apply_mappings(model, view)
         if op.kind == "emit_invoice":
-            problems = [p for _, found in rt.registry.broadcast("validate_fiscal", document=model, route=view)
-                        for p in found]
+            problems = [p for _, found in rt.registry.broadcast("validate_fiscal", document=model, route=view,
+                                                                 products=products) for p in found]
             if problems:
                 raise InvalidRecord("; ".join(f"{p.field}: {p.problem}" for p in problems),
                                     field=problems[0].field, fix=" ".join(p.fix for p in problems))
         ctx = make_context(rt, sink, view, op.entity, source_id=route.source_id)
         ctx._remote_id_sink = lambda rid: _save_remote_id(rt, op.id, rid)
+        if op.kind in ("perform_action", "emit_invoice"):
+            external_id = binding
         kwargs = {"ctx": ctx, "stream": op.entity, "record": model, "external_id": external_id,
-                  "idempotency_key": op.idempotency_key,
+                  "idempotency_key": op.idempotency_key, "invoice_id": op.remote_id,
                   "action": Action(name=op.params.get("action", "-"), params=op.params.get("params") or {})}
         for attempt in (1, 2):
             try:
@@ -143,8 +155,14 @@ def execute(rt: Runtime, op_id: int) -> str:
                 refresh_after_expiry(rt, sink, ctx)
         remote_id = getattr(result, "external_id", None) or external_id
         with rt.store.begin() as s:
-            if remote_id and op.kind != "perform_action":
+            if isinstance(result, Invoice):
+                remote_id = op.remote_id or remote_id
+                _store_invoice(s, op, result, remote_id)
+            elif remote_id and op.kind != "perform_action":
                 _bind(s, op, remote_id)
+            if op.kind == "push_sale" and view.emit_invoices:
+                enqueue(s, [operation_row(route, kind="emit_invoice", entity="sales", canonical_id=op.canonical_id,
+                                          content_hash="once", key_extra="nfe")])
             for warning in getattr(result, "warnings", []) or []:
                 ctx.log_failure(f"{op.kind} {op.entity}", f"warning: {warning}", None)
             write_calls(s, op.tenant_id, sink.id, ctx.calls)
@@ -168,11 +186,13 @@ def _handle_error(rt: Runtime, op: Operation, ctx: ConnectorContext | None, exc:
         ctx.log_failure(f"{op.kind} {op.entity}", exc.message, exc.fix)
         with rt.store.begin() as s:
             write_calls(s, op.tenant_id, op.connection_id, ctx.calls)
+    if isinstance(exc, QuotaExhausted):
+        pause_for_quota(rt, op.connection_id, exc)
     if isinstance(exc, RateLimited):
-        return _reschedule(rt, op, exc.retry_after, exc.message, burn=False)
+        return _reschedule(rt, op, exc.retry_after, exc.message, burn=False, fix=exc.fix)
     if isinstance(exc, AuthRevoked):
         return _reschedule(rt, op, 300, exc.message, burn=False, fix=exc.fix)
-    if isinstance(exc, NotFound) and op.kind != "perform_action":
+    if isinstance(exc, NotFound) and op.kind not in ("perform_action", "emit_invoice"):
         with rt.store.begin() as s:
             s.execute(delete(Binding).where(
                 Binding.connection_id == op.connection_id, Binding.entity == op.entity,
@@ -188,6 +208,37 @@ def _handle_error(rt: Runtime, op: Operation, ctx: ConnectorContext | None, exc:
     if isinstance(exc, Fatal):
         return _finish(rt, op, "failed", error=exc.message, fix=exc.fix)
     return _reschedule(rt, op, backoff(op.attempts, rt.max_backoff_seconds), exc.message, burn=True, fix=exc.fix)
+
+
+def _item_products(s: Any, tenant: str, record: Record) -> dict[str, Product]:
+    skus = [item.get("sku") for item in record.payload.get("items", []) if item.get("sku")]
+    rows = s.scalars(select(Record).where(Record.tenant_id == tenant, Record.entity == "products",
+                                          Record.natural_key.in_(skus))) if skus else []
+    return {r.natural_key: Product.model_validate(r.payload) for r in rows}
+
+
+def _store_invoice(s: Any, op: Operation, invoice: Invoice, remote_id: str | None) -> None:
+    """Keep the issued NF-e as a canonical record bound to the note on the sink (one per sale, whatever the
+    retries): routes reading invoices from the store, and ``hub status``, see it."""
+    canonical_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"hub:nfe:{op.canonical_id}"))
+    now = utcnow()
+    payload = invoice.model_dump(mode="json")
+    existing = s.scalar(select(Record).where(Record.tenant_id == op.tenant_id, Record.entity == "invoices",
+                                             Record.canonical_id == canonical_id))
+    if existing is None:
+        s.add(Record(tenant_id=op.tenant_id, entity="invoices", canonical_id=canonical_id,
+                     natural_key=invoice.natural_key(), payload=payload, content_hash=invoice.content_hash(),
+                     version=1, updated_at=now))
+    else:
+        existing.payload, existing.content_hash, existing.updated_at = payload, invoice.content_hash(), now
+        existing.natural_key, existing.version = invoice.natural_key(), existing.version + 1
+    if remote_id:
+        bound = s.scalar(select(Binding).where(Binding.connection_id == op.connection_id,
+                                               Binding.entity == "invoices", Binding.canonical_id == canonical_id))
+        if bound is None:
+            s.add(Binding(tenant_id=op.tenant_id, connection_id=op.connection_id, entity="invoices",
+                          external_id=remote_id, canonical_id=canonical_id, content_hash=invoice.content_hash(),
+                          origin="push", synced_at=now))
 
 
 def _label(payload: dict[str, Any], canonical_id: str) -> str:

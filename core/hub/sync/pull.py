@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hub.errors import AuthExpired, AuthRevoked, ConfigError, HubError, PaginationLoop
+from hub.errors import AuthExpired, AuthRevoked, ConfigError, HubError, PaginationLoop, QuotaExhausted
 from hub.models import PaymentMethod
 from hub.platform import Incoming, Page
 from hub.store import statistics
@@ -20,6 +20,7 @@ from hub.sync.loading import (
     Runtime,
     find_route,
     make_context,
+    pause_for_quota,
     refresh_after_expiry,
     route_view,
     write_calls,
@@ -109,7 +110,7 @@ def sync_route(rt: Runtime, tenant: str, name: str, *, full: bool = False,
             with rt.store.begin() as s:
                 cursor = _cursor(s, route, stream)
                 cursor.last_error, cursor.updated_at = f"{exc.message} (fix: {exc.fix})", utcnow()
-            if isinstance(exc, AuthRevoked | ConfigError):
+            if isinstance(exc, AuthRevoked | ConfigError | QuotaExhausted):
                 break
     return report
 
@@ -164,6 +165,8 @@ def _sync_stream(rt: Runtime, route: Route, view: RouteView, source: Connection,
             ctx.log_failure(f"pull {stream}", exc.message, exc.fix)
             with rt.store.begin() as s:
                 write_calls(s, route.tenant_id, source.id, ctx.calls)
+            if isinstance(exc, QuotaExhausted):
+                pause_for_quota(rt, source.id, exc)
             raise
         finally:
             ctx.close()
