@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -27,6 +28,9 @@ class Throttle(Protocol):
     def count(self, key: str, period_key: str, ttl_seconds: int) -> int:
         """Add one to the counter of ``key`` for the period; return the new count."""
 
+    def lock(self, key: str, timeout: float = 60.0) -> AbstractContextManager[Any]:
+        """A lock on ``key`` held by one worker at a time (e.g. find-or-create of one customer)."""
+
 
 class LocalThrottle:
     """The budget of one process (no Redis configured)."""
@@ -35,6 +39,7 @@ class LocalThrottle:
         self._lock = threading.Lock()
         self._next: dict[str, float] = {}
         self._counts: dict[tuple[str, str], int] = {}
+        self._locks: dict[str, threading.Lock] = {}
 
     def reserve(self, key: str, interval: float) -> float:
         with self._lock:
@@ -42,6 +47,10 @@ class LocalThrottle:
             slot = max(self._next.get(key, now), now)
             self._next[key] = slot + interval
         return slot - now
+
+    def lock(self, key: str, timeout: float = 60.0) -> AbstractContextManager[Any]:
+        with self._lock:
+            return self._locks.setdefault(key, threading.Lock())
 
     def count(self, key: str, period_key: str, ttl_seconds: int) -> int:
         with self._lock:
@@ -75,6 +84,11 @@ class RedisThrottle:
 
     def reserve(self, key: str, interval: float) -> float:
         return float(self._reserve(keys=[f"{self._ns}:pace:{key}"], args=[interval]))
+
+    def lock(self, key: str, timeout: float = 60.0) -> AbstractContextManager[Any]:
+        lock: AbstractContextManager[Any] = self._redis.lock(f"{self._ns}:lock:{key}", timeout=timeout,
+                                                             blocking_timeout=timeout)
+        return lock
 
     def count(self, key: str, period_key: str, ttl_seconds: int) -> int:
         name = f"{self._ns}:count:{key}:{period_key}"

@@ -201,4 +201,18 @@ def demo(routes_path: str | None, products: int, sales: int, as_json: bool) -> N
         echo_json(report)
 
 
-COMMANDS = [sync, status, logs, run, sandbox, demo]
+@click.command()
+@click.argument("tenant")
+@click.option("--route", "route_name", default=None, help="Only this route's operations.")
+@friendly_errors
+def retry(tenant: str, route_name: str | None) -> None:
+    """Send failed operations again, after the cause was fixed (e.g. a rejected NF-e whose NCM was filled)."""
+    from hub.app import build_runtime
+    from hub.sync.operations import retry_failed
+
+    rt = build_runtime()
+    n = retry_failed(rt, tenant, route_name)
+    click.echo(f"{n} failed operations of {tenant} are due again; `hub run` or `hub sync` sends them")
+
+
+COMMANDS = [sync, status, logs, run, sandbox, demo, retry]

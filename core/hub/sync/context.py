@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -70,6 +71,7 @@ class ConnectorContext:
     stream: str | None = None
     started_at: datetime | None = None
     _resolver: Callable[[str, Ref], str | None] | None = None
+    _finder: Callable[[str, str], str | None] | None = None
     _remote_id_sink: Callable[[str], None] | None = None
     calls: list[ApiEntry] = field(default_factory=list)
     budget: Throttle = PROCESS_THROTTLE
@@ -110,6 +112,11 @@ class ConnectorContext:
         """
         return pace(self.budget, key, per_second, per_day=per_day, day_tz=day_tz)
 
+    def lock(self, name: str, timeout: float = 60.0) -> AbstractContextManager[Any]:
+        """A lock shared by every worker of this connection (Redis when configured), e.g. around a
+        search-then-create that must never create the same customer twice."""
+        return self.budget.lock(f"{self.tenant}:{self.connection}:{name}", timeout)
+
     def log_failure(self, action: str, error: str, fix: str | None) -> None:
         """Attach an error and its fix to the log (the last call's entry when it is the one that failed)."""
         if self.calls and self.calls[-1].error is None and (self.calls[-1].status or 0) >= 400:
@@ -123,6 +130,13 @@ class ConnectorContext:
         if ref is None or self._resolver is None:
             return None
         return self._resolver(entity, ref)
+
+    def find_bound(self, entity: str, natural_key: str) -> str | None:
+        """The id on this connection of the store's record with that natural key (e.g. a product by SKU), if
+        the two are bound: lets a connector skip a remote lookup for records it already synced."""
+        if self._finder is None:
+            return None
+        return self._finder(entity, natural_key)
 
     def record_remote_id(self, external_id: str) -> None:
         """Call right after a create succeeds: the id is committed before anything else can fail."""

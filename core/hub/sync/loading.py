@@ -18,7 +18,7 @@ from hub.platform import Credentials
 from hub.ratelimit import PROCESS_THROTTLE, Throttle
 from hub.registry import Registry
 from hub.store.engine import Store, utcnow
-from hub.store.schema import ApiCall, Binding, Connection, Route
+from hub.store.schema import ApiCall, Binding, Connection, Record, Route
 from hub.sync.context import ApiEntry, ConnectorContext, Endpoint, RouteView
 
 AUTH_SKEW = timedelta(seconds=60)
@@ -148,6 +148,17 @@ def make_context(rt: Runtime, conn: Connection, view: RouteView | None, stream: 
     ctx = ConnectorContext(tenant=conn.tenant_id, connection=conn.name, platform=conn.platform,
                            options=conn.options, credentials=creds, route=view, stream=stream,
                            started_at=now, budget=rt.throttle)
+    conn_id, tenant = conn.id, conn.tenant_id
+
+    def find(entity: str, natural_key: str) -> str | None:
+        with rt.store.sessions() as s:
+            return s.scalar(select(Binding.external_id).join(Record, (Record.canonical_id == Binding.canonical_id)
+                                                            & (Record.entity == Binding.entity)
+                                                            & (Record.tenant_id == tenant))
+                            .where(Binding.connection_id == conn_id, Binding.entity == entity,
+                                   Record.natural_key == natural_key).limit(1))
+
+    ctx._finder = find
     if source_id is not None:
         sink_id = conn.id
 

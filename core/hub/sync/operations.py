@@ -298,3 +298,20 @@ def due_operations(rt: Runtime, limit: int = 500, route_id: int | None = None) -
         if route_id is not None:
             query = query.where(Operation.route_id == route_id)
         return list(s.scalars(query))
+
+
+def retry_failed(rt: Runtime, tenant: str, route_name: str | None = None) -> int:
+    """Make a tenant's failed operations due again, with fresh attempts; their quarantine entries are resolved."""
+    from hub.store.schema import Quarantine
+    from hub.sync.loading import find_route
+
+    now = utcnow()
+    with rt.store.begin() as s:
+        query = update(Operation).where(Operation.tenant_id == tenant, Operation.state == "failed")
+        if route_name is not None:
+            query = query.where(Operation.route_id == find_route(s, tenant, route_name).id)
+        n = s.execute(query.values(state="pending", attempts=0, available_at=now, lease_until=None,
+                                   dispatched_at=None, updated_at=now)).rowcount  # type: ignore[attr-defined]
+        s.execute(update(Quarantine).where(Quarantine.tenant_id == tenant, Quarantine.resolved_at.is_(None),
+                                           Quarantine.route_id.is_not(None)).values(resolved_at=now))
+        return int(n)
