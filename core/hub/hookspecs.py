@@ -6,8 +6,8 @@ Two kinds of call, chosen per hook and never mixed:
 hand (the route's source for pulls, its sink for pushes). Dispatch is deterministic: the core looks the
 implementation up by plugin name; pluggy's broadcast, which cannot say who answered, is not used for them.
 ``authenticate``, ``pull_catalog``, ``pull_sales``, ``pull_invoices``, ``push_catalog``, ``push_stock``,
-``push_price``, ``push_sale``, ``push_invoice``, ``emit_invoice``, ``perform_action`` and ``parse_webhook`` are
-targeted.
+``push_price``, ``push_sale``, ``push_invoice``, ``emit_invoice``, ``perform_action``, ``prune_catalog`` and
+``parse_webhook`` are targeted.
 
 **Broadcast** hooks are called on every plugin and their answers are collected:
 ``register_platforms``, ``register_commands``, ``validate_fiscal`` (every problem from every plugin) and
@@ -132,6 +132,15 @@ def push_invoice(
     ctx: ConnectorContext, record: Invoice, external_id: str | None, idempotency_key: str
 ) -> PushResult:
     """Send an authorized invoice to a platform that needs it (e.g. its XML to a marketplace)."""
+
+
+@hookspec
+def prune_catalog(ctx: ConnectorContext, stream: str, keep: set[str]) -> list[str]:
+    """Delete the platform's records of ``stream`` whose ids are not in ``keep``; return the deleted ids.
+
+    Runs after a full sync of a route that lists the stream under ``replace`` (e.g. CPlug's categories replaced by
+    Bling's), once every write of that sync has reached the platform.
+    """
 
 
 @hookspec

@@ -32,8 +32,11 @@ class Platform:
     options: type[BaseModel] | None = None
     credentials: tuple[str, ...] = ()
     actions: frozenset[str] = frozenset()
-    sandbox: Callable[[], Sandbox] | None = None
+    sandbox: Callable[..., Sandbox] | None = None
     docs: str = ""
+    resync_options: frozenset[str] = frozenset()
+    """Options that change what is written to the platform (e.g. the SKU as barcode): changing one after the
+    first sync makes the next sync of every route into that connection a full resync."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -113,8 +113,11 @@ def routes_apply(path: str) -> None:
     assert isinstance(parsed, RoutesFile)
     rt = build_runtime()
     require_head(rt.store)
-    counts = applying.apply(parsed, rt.store, rt.vault)
-    click.echo(f"applied {path}: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+    counts = applying.apply(parsed, rt.store, rt.vault, rt.registry)
+    click.echo(f"applied {path}: " + ", ".join(f"{n} {k}" for k, n in counts.items() if k != "resynced"))
+    if counts["resynced"]:
+        click.secho(f"warning: an option that changes what is written to a platform changed after the first sync; "
+                    f"the next sync of {counts['resynced']} route(s) is a full resync", fg="yellow")
 
 
 @click.group()

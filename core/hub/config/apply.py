@@ -6,14 +6,15 @@ import os
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from hub.config.routes import RoutesFile, expand, parse_duration
 from hub.crypto import Vault
 from hub.errors import ConfigError
 from hub.registry import Registry
 from hub.store.engine import Store, utcnow
-from hub.store.schema import Connection, Route, Tenant
+from hub.store.schema import Binding, Connection, Cursor, Route, Tenant
 
 
 def check(config: RoutesFile, registry: Registry, path: str) -> tuple[list[str], list[str]]:
@@ -71,6 +72,11 @@ def check(config: RoutesFile, registry: Registry, path: str) -> tuple[list[str],
                     if ends and action not in known_actions:
                         errors.append(f"{key}.transitions.{i}.actions: unknown action {action!r} "
                                       f"(fix: use one of: {', '.join(sorted(known_actions)) or 'none'})")
+            for stream in route.replace:
+                if stream not in route.streams or (sink is not None and not registry.implements(
+                        sink.name, "prune_catalog")):
+                    errors.append(f"{key}.replace: {stream!r} cannot be replaced on the sink (fix: list only streams "
+                                  "of this route, on a sink whose plugin can delete them)")
             if route.emit_invoices and sink is not None and (
                     "sales" not in route.streams or not registry.implements(sink.name, "emit_invoice")):
                 errors.append(f"{key}.emit_invoices: {sink.name} cannot issue NF-e for this route "
@@ -81,10 +87,15 @@ def check(config: RoutesFile, registry: Registry, path: str) -> tuple[list[str],
     return errors, warnings
 
 
-def apply(config: RoutesFile, store: Store, vault: Vault) -> dict[str, int]:
-    """Write tenants, connections and routes; routes no longer in the file are disabled, never deleted."""
+def apply(config: RoutesFile, store: Store, vault: Vault, registry: Registry | None = None) -> dict[str, int]:
+    """Write tenants, connections and routes; routes no longer in the file are disabled, never deleted.
+
+    A connection whose platform lists an option in ``resync_options`` that changed after something was written
+    to it gets a full resync: the routes into it forget their cursors and what they last sent, so the next sync
+    reads and writes everything again with the new option."""
     now = utcnow()
-    counts = {"tenants": 0, "connections": 0, "routes": 0, "disabled": 0}
+    counts = {"tenants": 0, "connections": 0, "routes": 0, "disabled": 0, "resynced": 0}
+    resync: list[int] = []
     with store.begin() as s:
         for tid, tenant in config.tenants.items():
             row = s.get(Tenant, tid)
@@ -116,6 +127,10 @@ def apply(config: RoutesFile, store: Store, vault: Vault) -> dict[str, int]:
                         raise ConfigError(
                             f"tenants.{tid}.connections.{cname}: platform changed from {conn.platform} to "
                             f"{cc.platform}", fix="Give the new account a new connection name.")
+                    watched = registry.platforms[cc.platform].platform.resync_options if (
+                        registry is not None and cc.platform in registry.platforms) else frozenset()
+                    if any(conn.options.get(k) != options.get(k) for k in watched):
+                        resync.append(conn.id)
                     conn.options, conn.credentials_env, conn.updated_at = options, env_refs, now
                 if secrets:
                     current = vault.decrypt(conn.credentials) if conn.credentials else {}
@@ -145,4 +160,22 @@ def apply(config: RoutesFile, store: Store, vault: Vault) -> dict[str, int]:
                 if route.name not in seen:
                     route.enabled = False
                     counts["disabled"] += 1
+        for conn_id in resync:
+            counts["resynced"] += full_resync(s, conn_id)
     return counts
+
+
+def full_resync(s: Session, sink_id: int) -> int:
+    """Make every route into ``sink_id`` read and write everything again; return how many routes. Nothing is
+    done for a connection nothing was written to yet (the option simply applies from the first sync)."""
+    written = s.scalar(select(Binding.id).where(Binding.connection_id == sink_id, Binding.origin == "push").limit(1))
+    if written is None:
+        return 0
+    routes = list(s.scalars(select(Route).where(Route.sink_id == sink_id)))
+    for route in routes:
+        streams = list(route.config.get("streams", []))
+        s.execute(update(Cursor).where(Cursor.route_id == route.id).values(position=None))
+        s.execute(update(Binding).where(Binding.connection_id == route.source_id, Binding.entity.in_(streams))
+                  .values(content_hash=None))
+    s.execute(update(Binding).where(Binding.connection_id == sink_id).values(content_hash=None))
+    return len(routes)

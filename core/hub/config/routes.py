@@ -79,6 +79,12 @@ class RouteConfig(Strict):
     transitions: list[TransitionRule] = Field(default_factory=list)
     options: dict[str, Any] = Field(default_factory=dict)
     emit_invoices: bool = Field(default=False, description="issue each sale's NF-e on the sink once it is there")
+    cancel_replaced: str | None = Field(
+        default=None, description="when a sale replaces another (an exchange), give the original this status of the "
+                                  "source (e.g. 'canceled'): its cancellation and reversals then run on the sink")
+    replace: list[str] = Field(
+        default_factory=list, description="streams whose records on the sink are replaced by the source's: after a "
+                                          "full sync, the sink's other records of that stream are deleted")
     enabled: bool = True
 
     @field_validator("streams")

@@ -78,6 +78,7 @@ class Sale(Canonical):
     payments: list[Payment] = Field(default_factory=list)
     status: Annotated[str, Field(min_length=1)] = "open"
     replaces: str | None = Field(default=None, description="number of the original sale this exchange replaces")
+    cancelled_by: str | None = Field(default=None, description="number of the exchange sale that cancelled this one")
     notes: str | None = None
 
     @property

@@ -36,6 +36,8 @@ class RouteView(BaseModel):
     transitions: list[dict[str, Any]] = Field(default_factory=list)
     options: dict[str, Any] = Field(default_factory=dict)
     emit_invoices: bool = False
+    cancel_replaced: str | None = None
+    replace: list[str] = Field(default_factory=list)
 
 
 @dataclass

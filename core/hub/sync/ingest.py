@@ -174,10 +174,18 @@ def ingest_page(s: Session, registry: Registry, route: Route, view: RouteView, s
 
     ops: list[dict[str, Any]] = []
     new_records: list[dict[str, Any]] = []
+    exchanges: list[Canonical] = []
     for ext, model in todo:
         canonical_id, content_hash = canonical_of[ext], hashes[ext]
-        payload = model.model_dump(mode="json")
         record = records.get(canonical_id)
+        if record is not None and record.payload.get("cancelled_by") and not payload_of(model, "cancelled_by"):
+            # Cancelled by an exchange: that stays true whatever the source says of the original later.
+            model = model.model_copy(update={"status": record.payload["status"],
+                                              "cancelled_by": record.payload["cancelled_by"]})
+            content_hash = hashes[ext] = model.content_hash()
+            if ext in bindings:
+                bindings[ext].content_hash = content_hash
+        payload = model.model_dump(mode="json")
         old_status = None
         if record is None:
             new_records.append(dict(tenant_id=tenant, entity=stream, canonical_id=canonical_id,
@@ -201,11 +209,42 @@ def ingest_page(s: Session, registry: Registry, route: Route, view: RouteView, s
                                           to_status=_mapped(view, new_status) or new_status, at=now)
             counts.transitions.append(transition)
             ops.extend(plan_transition(registry, route, view, transition, content_hash))
+        if stream == "sales" and view.cancel_replaced and payload.get("replaces"):
+            exchanges.append(model)
     if new_records:
         s.execute(insert(Record), new_records)
     s.flush()
+    for exchange in exchanges:
+        ops.extend(cancel_replaced(s, registry, route, view, exchange, now))
     counts.operations = enqueue(s, ops)
     return counts
+
+
+def payload_of(model: Canonical, name: str) -> Any:
+    return getattr(model, name, None)
+
+
+def cancel_replaced(s: Session, registry: Registry, route: Route, view: RouteView, sale: Canonical,
+                    now: Any) -> list[dict[str, Any]]:
+    """An exchange's new sale cancels the original: the original's record takes the route's cancel status (its
+    cancellation and the reversals of its transitions then run on the sink, once), and keeps it."""
+    cancel = view.cancel_replaced or ""
+    number, channel = payload_of(sale, "replaces"), payload_of(sale, "channel") or ""
+    original = s.scalar(select(Record).where(Record.tenant_id == route.tenant_id, Record.entity == "sales",
+                                             Record.natural_key == f"{channel}:{number}"))
+    if original is None or original.payload.get("cancelled_by") or original.payload.get("status") == cancel:
+        return []
+    old_status = original.payload.get("status")
+    model = ENTITY_MODELS["sales"].model_validate(
+        {**original.payload, "status": cancel, "cancelled_by": payload_of(sale, "number")})
+    content_hash = model.content_hash()
+    original.payload, original.content_hash = model.model_dump(mode="json"), content_hash
+    original.version, original.updated_at = original.version + 1, now
+    ops = [operation_row(route, kind="push_sale", entity="sales", canonical_id=original.canonical_id,
+                         content_hash=content_hash)]
+    transition = StatusTransition(canonical_id=original.canonical_id, from_status=_mapped(view, old_status),
+                                  to_status=_mapped(view, cancel) or cancel, at=now)
+    return ops + plan_transition(registry, route, view, transition, content_hash)
 
 
 def _mapped(view: RouteView, status: str | None) -> str | None:

@@ -57,7 +57,8 @@ def route_view(s: Session, route: Route) -> RouteView:
         sink=Endpoint(connection=sink.name, platform=sink.platform),
         streams=list(cfg.get("streams", [])), mappings=dict(cfg.get("mappings") or {}),
         transitions=list(cfg.get("transitions") or []), options=dict(cfg.get("options") or {}),
-        emit_invoices=bool(cfg.get("emit_invoices")),
+        emit_invoices=bool(cfg.get("emit_invoices")), cancel_replaced=cfg.get("cancel_replaced"),
+        replace=list(cfg.get("replace") or []),
     )
 
 

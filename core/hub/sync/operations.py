@@ -41,6 +41,7 @@ from hub.sync.loading import (
 )
 
 MAX_DEPENDENCY_WAITS = 30
+WAITS_FOR_BINDING = ("perform_action", "emit_invoice")
 
 
 def due_filter(now: Any) -> Any:
@@ -104,14 +105,20 @@ def execute(rt: Runtime, op_id: int) -> str:
                                                Record.canonical_id == op.canonical_id))
         binding = s.scalar(select(Binding.external_id).where(
             Binding.connection_id == sink.id, Binding.entity == op.entity, Binding.canonical_id == op.canonical_id))
-        earlier = s.scalar(select(Operation.id).where(
+        earlier_query = select(Operation.id).where(
             Operation.route_id == op.route_id, Operation.canonical_id == op.canonical_id, Operation.id < op.id,
-            Operation.state.in_(("pending", "running"))).limit(1))
+            Operation.state.in_(("pending", "running")))
+        if binding is None and op.kind not in WAITS_FOR_BINDING:
+            # Actions wait for the record to reach the sink; the push that brings it must not wait for them.
+            earlier_query = earlier_query.where(Operation.kind.not_in(WAITS_FOR_BINDING))
+        earlier = s.scalar(earlier_query.limit(1))
         products = _item_products(s, op.tenant_id, record) if op.kind == "emit_invoice" and record else {}
         s.expunge_all()
     if earlier is not None:
         # One record's writes run in the order they were recorded (create before its actions, post before reverse).
         return _reschedule(rt, op, 0.2, f"waiting for operation {earlier} on the same record", burn=False)
+    if op.kind == "prune_catalog":
+        return _prune(rt, op, sink, view, route.source_id)
     if op.attempts > rt.max_attempts:
         return _finish(rt, op, "failed", error=f"gave up after {rt.max_attempts} attempts: {op.last_error}",
                        fix=op.fix or "Check `hub logs` for the failing call, fix it, then retry the operation.")
@@ -208,6 +215,33 @@ def _handle_error(rt: Runtime, op: Operation, ctx: ConnectorContext | None, exc:
     if isinstance(exc, Fatal):
         return _finish(rt, op, "failed", error=exc.message, fix=exc.fix)
     return _reschedule(rt, op, backoff(op.attempts, rt.max_backoff_seconds), exc.message, burn=True, fix=exc.fix)
+
+
+def _prune(rt: Runtime, op: Operation, sink: Connection, view: RouteView, source_id: int) -> str:
+    """Delete the sink's records of a replaced stream, once everything the full sync wrote has arrived."""
+    with rt.store.sessions() as s:
+        busy = s.scalar(select(Operation.id).where(
+            Operation.route_id == op.route_id, Operation.entity == op.entity, Operation.id < op.id,
+            Operation.state.in_(("pending", "running"))).limit(1))
+        keep = set(s.scalars(select(Binding.external_id).where(Binding.connection_id == sink.id,
+                                                               Binding.entity == op.entity)))
+    if busy is not None:
+        return _reschedule(rt, op, 1.0, f"waiting for the writes of the full sync (operation {busy})", burn=False)
+    ctx: ConnectorContext | None = None
+    try:
+        ctx = make_context(rt, sink, view, op.entity, source_id=source_id)
+        deleted = rt.registry.call(sink.platform, "prune_catalog", ctx=ctx, stream=op.entity, keep=keep)
+        with rt.store.begin() as s:
+            write_calls(s, op.tenant_id, sink.id, ctx.calls)
+            s.execute(update(Operation).where(Operation.id == op.id).values(
+                state="done", remote_id=f"{len(deleted or [])} deleted", lease_until=None, last_error=None,
+                fix=None, updated_at=utcnow()))
+        return "done"
+    except Exception as exc:
+        return _handle_error(rt, op, ctx, exc, {})
+    finally:
+        if ctx is not None:
+            ctx.close()
 
 
 def _item_products(s: Any, tenant: str, record: Record) -> dict[str, Product]:

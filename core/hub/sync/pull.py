@@ -15,7 +15,7 @@ from hub.store import statistics
 from hub.store.engine import utcnow
 from hub.store.schema import Connection, Cursor, Route
 from hub.sync.context import ConnectorContext, RouteView
-from hub.sync.ingest import PULL_HOOKS, PageCounts, ingest_page
+from hub.sync.ingest import PULL_HOOKS, PageCounts, enqueue, ingest_page, operation_row
 from hub.sync.loading import (
     Runtime,
     find_route,
@@ -128,6 +128,7 @@ def _sync_stream(rt: Runtime, route: Route, view: RouteView, source: Connection,
                  result: StreamResult, progress: Progress | None) -> None:
     with rt.store.begin() as s:
         since = None if full else _cursor(s, route, stream).position
+    full_run = since is None
     for attempt in (1, 2):
         ctx = make_context(rt, source, view, stream)
         try:
@@ -156,6 +157,11 @@ def _sync_stream(rt: Runtime, route: Route, view: RouteView, source: Connection,
                 cursor = _cursor(s, route, stream)
                 cursor.last_success_at, cursor.last_error, cursor.updated_at = utcnow(), None, utcnow()
                 write_calls(s, route.tenant_id, source.id, ctx.calls)
+                if full_run and stream in view.replace:
+                    s.add(route)
+                    enqueue(s, [operation_row(route, kind="prune_catalog", entity=stream,
+                                              canonical_id=f"prune:{stream}", content_hash=utcnow().isoformat())])
+                    s.expunge(route)
             return
         except AuthExpired as exc:
             if isinstance(exc, AuthRevoked) or attempt == 2:

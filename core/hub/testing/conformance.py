@@ -56,7 +56,8 @@ class Harness:
 
     @classmethod
     def start(cls, tmp: Path, platform: str, pull_stream: str, push_stream: str,
-              registry: Registry | None = None, database_url: str | None = None) -> Harness:
+              registry: Registry | None = None, database_url: str | None = None,
+              sandbox_options: dict[str, Any] | None = None) -> Harness:
         registry = registry or get_registry()
         settings = Settings(home=tmp, database_url=database_url or fresh_database_url(tmp))
         store = Store.from_url(settings.resolved_database_url())
@@ -64,7 +65,7 @@ class Harness:
         rt = Runtime(store=store, vault=Vault(settings), registry=registry, lease_seconds=5, max_backoff_seconds=0.1)
         factory = registry.platform(platform).sandbox
         assert factory is not None, f"{platform} ships no sandbox"
-        box = factory()
+        box = factory(**(sandbox_options or {}))
         served = serve(box.app)
         info = box.connection(served.base_url)
         now = utcnow()
@@ -136,13 +137,20 @@ class ConnectorConformance:
     pull_stream: ClassVar[str] = "products"
     push_stream: ClassVar[str] = "products"
     page_size: ClassVar[int] = 100
+    sandbox_options: ClassVar[dict[str, Any]] = {}
+    """Keyword arguments for the platform's sandbox factory (e.g. a faster rate limit, to keep the suite quick)."""
 
     def make_record(self, i: int) -> Canonical:
         raise NotImplementedError("return a canonical record of push_stream that the platform accepts")
 
+    def prepare(self, sandbox: Any) -> None:
+        """Create on the platform what ``make_record``'s records refer to (e.g. the products a sale sells)."""
+
     @pytest.fixture
     def harness(self, tmp_path: Path) -> Iterator[Harness]:
-        h = Harness.start(tmp_path, self.platform, self.pull_stream, self.push_stream)
+        h = Harness.start(tmp_path, self.platform, self.pull_stream, self.push_stream,
+                          sandbox_options=self.sandbox_options)
+        self.prepare(h.sandbox)
         try:
             yield h
         finally:
