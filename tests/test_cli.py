@@ -17,12 +17,13 @@ from tests.flows import apply_demo_routes
 def test_hub_demo_runs_the_main_job_on_the_embedded_default(tmp_path):
     exe = os.path.join(os.path.dirname(sys.executable), "hub")
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
-    result = subprocess.run([exe, "demo", "--products", "30", "--sales", "6"], capture_output=True, text=True,
+    scenario = os.path.join(os.path.dirname(__file__), "example_plugin", "demo.yaml")
+    result = subprocess.run([exe, "demo", "--scenario", scenario], capture_output=True, text=True,
                             env={**env, "HUB_HOME": str(tmp_path)}, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    assert "demo: shop.products now holds 30 records" in out
-    assert "demo: erp.sales now holds 6 records" in out
+    assert "shop after: products 30" in out
+    assert "erp after: products 31, categories 10, customers" in out and "sales 6" in out
     assert "quarantined products" in out
 
 

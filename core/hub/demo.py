@@ -1,4 +1,10 @@
-"""``hub demo``: the main job on the embedded default, with every platform played by its sandbox."""
+"""``hub demo``: the main job on the embedded default, with every platform played by its sandbox.
+
+A demo is a scenario file (YAML) that a plugin ships and names in its :class:`hub.platform.Platform` (``demo``):
+the route file to apply, the sandbox settings, and steps (seed a sandbox, sync a route, call a sandbox method that
+plays a person at a platform, e.g. cancelling a sale at the till). The core only interprets it, so no pair of
+platforms is special here. Each sandbox's optional ``summary()`` is printed before and after.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +15,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from hub.config import apply as applying
 from hub.config import routes as config
 from hub.crypto import Vault
 from hub.errors import ConfigError
-from hub.registry import get_registry
+from hub.registry import Registry, get_registry
 from hub.sandbox import Sandbox, Served, serve
 from hub.settings import Settings
 from hub.status import quarantined, tenant_status
@@ -23,81 +32,119 @@ from hub.sync.drain import drain
 from hub.sync.loading import Runtime, find_route
 from hub.sync.pull import sync_route
 
-DEFAULT_ROUTES = Path(__file__).resolve().parents[2] / "tests" / "example_plugin" / "demo-routes.yaml"
+Say = Callable[[str], None]
 
 
-def run_demo(routes_path: str | None, *, products: int = 200, sales: int = 40,
-             echo: Callable[[str], None] | None = None, home: Path | None = None) -> dict[str, Any]:
+class Seed(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    connection: str
+    stream: str
+    count: int = Field(ge=0)
+
+
+class Call(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    connection: str
+    method: str
+    args: dict[str, Any] = Field(default_factory=dict)
+    say: str | None = None
+
+
+class Step(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sync: str | None = None
+    seed: Seed | None = None
+    call: Call | None = None
+    say: str | None = None
+
+
+class Scenario(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: str
+    routes: str
+    tenant: str
+    sandboxes: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    steps: list[Step]
+    notes: list[str] = Field(default_factory=list)
+
+
+def load_scenario(path: Path) -> Scenario:
+    try:
+        return Scenario.model_validate(yaml.safe_load(path.read_text()))
+    except (OSError, yaml.YAMLError, ValidationError) as exc:
+        raise ConfigError(f"{path}: not a demo scenario: {exc}", fix="See hub/demo.py for the scenario format.") \
+            from None
+
+
+def default_scenario(registry: Registry) -> Path:
+    """The demo a platform plugin ships (the first by platform name, when several do)."""
+    for name in sorted(registry.platforms):
+        demo = registry.platforms[name].platform.demo
+        if demo:
+            return Path(demo)
+    raise ConfigError("no installed plugin ships a demo scenario",
+                      fix="Install the platform plugins (make install), or pass --scenario FILE.")
+
+
+def run_demo(scenario_path: str | None, *, echo: Say | None = None, home: Path | None = None) -> dict[str, Any]:
     say = echo or (lambda _line: None)
-    path = Path(routes_path) if routes_path else DEFAULT_ROUTES
-    parsed = config.load(path)
     registry = get_registry()
+    path = Path(scenario_path) if scenario_path else default_scenario(registry)
+    scenario = load_scenario(path)
+    routes_path = (path.parent / scenario.routes).resolve()
+    parsed = config.load(routes_path)
+    tenant = parsed.tenants.get(scenario.tenant)
+    if tenant is None:
+        raise ConfigError(f"{path}: tenant {scenario.tenant!r} is not in {routes_path}")
     workdir = home or Path(tempfile.mkdtemp(prefix="hub-demo-"))
     settings = Settings(home=workdir)
     store = Store.from_url(settings.resolved_database_url())
     migrate.upgrade(store)
     rt = Runtime(store=store, vault=Vault(settings), registry=registry)
+    say(f"== {scenario.title}")
+    for note in scenario.notes:
+        say(f"   {note}")
 
-    boxes: dict[tuple[str, str], Sandbox] = {}
+    boxes: dict[str, Sandbox] = {}
     served: list[Served] = []
     try:
-        for tid, tenant in parsed.tenants.items():
-            for cname, conn in tenant.connections.items():
-                factory = registry.platform(conn.platform).sandbox
-                if factory is None:
-                    raise ConfigError(f"{path}: platform {conn.platform} ships no sandbox; the demo needs one")
-                box = factory()
-                srv = serve(box.app)
-                served.append(srv)
-                boxes[(tid, cname)] = box
-                info = box.connection(srv.base_url)
-                conn.options = {**conn.options, **info["options"]}
-                creds: dict[str, config.EnvSecret | str] = {}
-                for key, value in info["credentials"].items():
-                    var = f"HUB_DEMO_{tid}_{cname}_{key}".upper().replace("-", "_")
-                    os.environ[var] = value
-                    creds[key] = config.EnvSecret(env=var)
-                conn.credentials = creds
-                say(f"sandbox {conn.platform} for {tid}/{cname} at {srv.base_url}")
-        for tid, tenant in parsed.tenants.items():
-            for route in tenant.routes.values():
-                box = boxes[(tid, route.source)]
-                for stream in route.streams:
-                    count = {"products": products, "sales": sales}.get(stream, 10)
-                    box.seed(stream, count)
-                if "sales" in route.streams and "payment_methods" not in route.streams:
-                    box.seed("payment_methods", 3)
-                if "products" in route.streams and hasattr(box, "seed_invalid"):
-                    box.seed_invalid("products")
-        errors, _warnings = applying.check(parsed, registry, str(path))
+        for cname, conn in tenant.connections.items():
+            factory = registry.platform(conn.platform).sandbox
+            if factory is None:
+                raise ConfigError(f"{routes_path}: platform {conn.platform} ships no sandbox; the demo needs one")
+            box = factory(**scenario.sandboxes.get(cname, {}))
+            srv = serve(box.app)
+            served.append(srv)
+            boxes[cname] = box
+            info = box.connection(srv.base_url)
+            conn.options = {**conn.options, **info["options"]}
+            creds: dict[str, config.EnvSecret | str] = {}
+            for key, value in info["credentials"].items():
+                var = f"HUB_DEMO_{scenario.tenant}_{cname}_{key}".upper().replace("-", "_")
+                os.environ[var] = value
+                creds[key] = config.EnvSecret(env=var)
+            conn.credentials = creds
+            say(f"sandbox {conn.platform} for {scenario.tenant}/{cname} at {srv.base_url}")
+        errors, _warnings = applying.check(parsed, registry, str(routes_path))
         if errors:
             raise ConfigError("\n".join(errors))
-        applying.apply(parsed, store, rt.vault)
-
-        report: dict[str, Any] = {"database": settings.resolved_database_url(), "tenants": {}}
-        for tid, tenant in parsed.tenants.items():
-            for rname in tenant.routes:
-                _run(rt, tid, rname, say)
-            # A second round after users change things on the platforms: status changes become transitions.
-            for rname, route in tenant.routes.items():
-                box = boxes[(tid, route.source)]
-                if "sales" in route.streams:
-                    for record in box.records("sales")[:3]:
-                        box.touch("sales", str(record["id"]))
-                    say(f"{tid}/{rname}: 3 sales changed status on {route.source}; syncing again")
-                    _run(rt, tid, rname, say)
-            status = tenant_status(rt, tid)
-            refused = quarantined(rt, tid)
-            sinks = {f"{r.sink}.{stream}": len(boxes[(tid, r.sink)].records(stream))
-                     for r in tenant.routes.values() for stream in r.streams}
-            report["tenants"][tid] = {"status": status, "quarantined": refused, "on_sinks": sinks}
-            for name, count in sinks.items():
-                say(f"{tid}: {name} now holds {count} records")
-            for q in refused:
-                say(f"{tid}: quarantined {q['entity']} {q['record']}: {q['reason']} (fix: {q['fix']})")
+        applying.apply(parsed, store, rt.vault, registry)
+        say(f"applied {routes_path.name}: routes {', '.join(tenant.routes)}")
+        before = _summaries(boxes)
+        _show(say, "before", before)
+        for step in scenario.steps:
+            _step(rt, scenario.tenant, boxes, step, say)
+        after = _summaries(boxes)
+        _show(say, "after", after)
+        status = tenant_status(rt, scenario.tenant)
+        refused = quarantined(rt, scenario.tenant)
+        for q in refused:
+            say(f"quarantined {q['entity']} {q['record']}: {q['reason']} (fix: {q['fix']})")
         say(f"done; the demo's database is {settings.resolved_database_url()}")
-        say(f"try: HUB_HOME={workdir} hub status demo   /   HUB_HOME={workdir} hub logs demo --errors")
-        return report
+        say(f"try: HUB_HOME={workdir} hub status {scenario.tenant}   /   "
+            f"HUB_HOME={workdir} hub logs {scenario.tenant} --errors")
+        return {"database": settings.resolved_database_url(), "tenant": scenario.tenant, "status": status,
+                "quarantined": refused, "before": before, "after": after}
     finally:
         for srv in served:
             srv.stop()
@@ -106,7 +153,35 @@ def run_demo(routes_path: str | None, *, products: int = 200, sales: int = 40,
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _run(rt: Runtime, tenant: str, route: str, say: Callable[[str], None]) -> None:
+def _summaries(boxes: dict[str, Sandbox]) -> dict[str, dict[str, Any]]:
+    out = {}
+    for name, box in boxes.items():
+        summary = getattr(box, "summary", None)
+        if callable(summary):
+            out[name] = summary()
+    return out
+
+
+def _show(say: Say, when: str, summaries: dict[str, dict[str, Any]]) -> None:
+    for name, figures in summaries.items():
+        say(f"{name} {when}: " + ", ".join(f"{k} {v}" for k, v in figures.items()))
+
+
+def _step(rt: Runtime, tenant: str, boxes: dict[str, Sandbox], step: Step, say: Say) -> None:
+    if step.say:
+        say(step.say)
+    if step.seed is not None:
+        boxes[step.seed.connection].seed(step.seed.stream, step.seed.count)
+        say(f"{step.seed.connection}: {step.seed.count} {step.seed.stream} created on the platform")
+    if step.call is not None:
+        method = getattr(boxes[step.call.connection], step.call.method)
+        result = method(**step.call.args)
+        say(step.call.say.format(result=result) if step.call.say else f"{step.call.connection}: {step.call.method}")
+    if step.sync is not None:
+        _run(rt, tenant, step.sync, say)
+
+
+def _run(rt: Runtime, tenant: str, route: str, say: Say) -> None:
     result = sync_route(rt, tenant, route, full=False)
     with rt.store.sessions() as s:
         route_id = find_route(s, tenant, route).id

@@ -34,6 +34,8 @@ class Platform:
     actions: frozenset[str] = frozenset()
     sandbox: Callable[..., Sandbox] | None = None
     docs: str = ""
+    demo: str | None = None
+    """Path of a demo scenario (see :mod:`hub.demo`) that ``hub demo`` runs by default."""
     resync_options: frozenset[str] = frozenset()
     """Options that change what is written to the platform (e.g. the SKU as barcode): changing one after the
     first sync makes the next sync of every route into that connection a full resync."""

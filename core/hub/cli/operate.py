@@ -185,18 +185,15 @@ def sandbox(platform: str, port: int, seeds: tuple[str, ...]) -> None:
 
 
 @click.command()
-@click.option("--routes", "routes_path", type=click.Path(exists=True), default=None,
-              help="Route file (default: the one shipped with the installed demo plugin).")
-@click.option("--products", default=200, show_default=True)
-@click.option("--sales", default=40, show_default=True)
+@click.option("--scenario", "scenario_path", type=click.Path(exists=True), default=None,
+              help="Demo scenario file (default: the one an installed platform plugin ships).")
 @click.option("--json", "as_json", is_flag=True)
 @friendly_errors
-def demo(routes_path: str | None, products: int, sales: int, as_json: bool) -> None:
-    """Start the sandboxes in-process, apply the demo routes, sync everything and report. No credentials."""
+def demo(scenario_path: str | None, as_json: bool) -> None:
+    """Start the sandboxes in-process, apply the shipped routes, run the scenario and report. No credentials."""
     from hub.demo import run_demo
 
-    report = run_demo(routes_path, products=products, sales=sales,
-                      echo=None if as_json else lambda line: click.echo(line))
+    report = run_demo(scenario_path, echo=None if as_json else lambda line: click.echo(line))
     if as_json:
         echo_json(report)
 

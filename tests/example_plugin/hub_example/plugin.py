@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -47,7 +48,7 @@ def register_platforms(register: Any) -> None:
         pulls=frozenset(PATHS), pushes=frozenset({"products", "categories", "customers", "sales"}),
         options=LojinhaOptions, credentials=("client_id", "client_secret"),
         actions=frozenset({"post-stock", "post-accounts", "reverse-stock", "reverse-accounts"}),
-        sandbox=LojinhaSandbox,
+        sandbox=LojinhaSandbox, demo=str(Path(__file__).resolve().parents[1] / "demo.yaml"),
     ))
 
 

@@ -158,6 +158,18 @@ class LojinhaSandbox:
                 record["nome"] = f"{record['nome'].split(' (rev')[0]} (rev {self._serial})"
             record["atualizado_em"] = self._stamp()
 
+    def touch_first(self, stream: str, count: int) -> list[str]:
+        """Change the first ``count`` records of ``stream`` (the demo's "a person edits them")."""
+        ids = [str(r["id"]) for r in self.records(stream)[:count]]
+        for record_id in ids:
+            self.touch(stream, record_id)
+        return ids
+
+    def summary(self) -> dict[str, int]:
+        """How many records each stream holds (printed by `hub demo` before and after)."""
+        with self._lock:
+            return {stream: len(self._data[resource]) for stream, resource in STREAMS.items()}
+
     def records(self, stream: str) -> list[dict[str, Any]]:
         resource = self._resource(stream)
         with self._lock:
