@@ -1,0 +1,1 @@
+"""hub connector for CPlug / ConnectPlug POS (API v3), with its sandbox."""
