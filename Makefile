@@ -21,7 +21,7 @@ test: $(STAMP) lint test-sqlite test-postgres
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy core/hub tests/example_plugin/hub_example
+	$(BIN)/mypy core/hub tests/example_plugin/hub_example plugins/cplug_pos/hub_cplug plugins/bling/hub_bling
 
 test-sqlite: $(STAMP)
 	$(BIN)/pytest -q

@@ -48,6 +48,9 @@ class Sandbox(Protocol):
     def seed_invalid(self, stream: str) -> str:
         """Create one record the platform accepts but hub must refuse (a bad EAN, CPF...); return its id."""
 
+    # Optional: ``expected_pull(stream)``, the records a full pull must bring when that is not all of
+    # ``records(stream)`` (Bling's full sync reads active products; a grid's variations come inside their parent).
+
 
 @dataclass
 class Served:
@@ -68,7 +71,9 @@ class Served:
 
 def serve(app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> Served:
     """Serve ``app`` on loopback in a background thread; returns once it accepts connections."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP given explicitly: asyncio only disables Nagle's algorithm (TCP_NODELAY) on sockets that say
+    # so, and without it every response waits ~40 ms for a delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     bound_port = sock.getsockname()[1]

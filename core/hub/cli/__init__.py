@@ -17,10 +17,19 @@ def cli() -> None:
 for command in (*admin.COMMANDS, *operate.COMMANDS, bench):
     cli.add_command(command)
 
+_plugged = False
+
+
+def with_plugins() -> click.Group:
+    """The CLI with the commands installed plugins add (``hub auth bling``, ``hub bench bling-pull``...)."""
+    global _plugged
+    if not _plugged:
+        from hub.registry import get_registry
+
+        get_registry().broadcast("register_commands", cli=cli)
+        _plugged = True
+    return cli
+
 
 def main() -> None:
-    from hub.registry import get_registry
-
-    registry = get_registry()
-    registry.broadcast("register_commands", cli=cli)
-    cli()
+    with_plugins()()

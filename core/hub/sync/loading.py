@@ -86,38 +86,45 @@ def ensure_auth(rt: Runtime, connection_id: int, *, stale_token: str | None = No
     """Single-flight token renewal: a process lock plus a row lock, a re-read, and the new pair stored before
     the lock is released. With ``stale_token`` it renews only if nobody has replaced that token yet; ``force``
     renews even a fresh token (idle renewal, a new authorization)."""
-    with _auth_locks[connection_id], rt.store.begin() as s:
-        conn = s.get_one(Connection, connection_id, with_for_update=True)
-        creds = credentials_of(rt.vault, conn)
-        if not rt.registry.implements(conn.platform, "authenticate"):
-            return creds
-        now = utcnow()
-        fresh = "access_token" in creds and (conn.token_expires_at is None or conn.token_expires_at > now + AUTH_SKEW)
-        if stale_token is None and fresh and not force:
-            return creds
-        if stale_token is not None and creds.get("access_token") != stale_token:
-            return creds
-        ctx = ConnectorContext(tenant=conn.tenant_id, connection=conn.name, platform=conn.platform,
-                               options=conn.options, credentials=creds, stream="auth", budget=rt.throttle)
-        try:
-            result: Credentials | None = rt.registry.call(conn.platform, "authenticate", ctx=ctx)
-        except AuthRevoked as exc:
-            conn.paused_until, conn.pause_kind = now + PAUSE_FOR_REAUTH, "auth"
-            conn.pause_reason = f"{exc.message} (fix: {exc.fix})"
-            ctx.log_failure("authenticate", exc.message, exc.fix)
+    with _auth_locks[connection_id]:
+        revoked: AuthRevoked | None = None
+        with rt.store.begin() as s:
+            conn = s.get_one(Connection, connection_id, with_for_update=True)
+            creds = credentials_of(rt.vault, conn)
+            if not rt.registry.implements(conn.platform, "authenticate"):
+                return creds
+            now = utcnow()
+            fresh = "access_token" in creds and (conn.token_expires_at is None
+                                                 or conn.token_expires_at > now + AUTH_SKEW)
+            if stale_token is None and fresh and not force:
+                return creds
+            if stale_token is not None and creds.get("access_token") != stale_token:
+                return creds
+            ctx = ConnectorContext(tenant=conn.tenant_id, connection=conn.name, platform=conn.platform,
+                                   options=conn.options, credentials=creds, stream="auth", budget=rt.throttle)
+            try:
+                result: Credentials | None = rt.registry.call(conn.platform, "authenticate", ctx=ctx)
+            except AuthRevoked as exc:
+                ctx.log_failure("authenticate", exc.message, exc.fix)
+                revoked, result = exc, None
+            finally:
+                ctx.close()
             write_calls(s, conn.tenant_id, conn.id, ctx.calls)
-            raise
-        finally:
-            ctx.close()
-        write_calls(s, conn.tenant_id, conn.id, ctx.calls)
-        if result is None:
-            return creds
-        conn.credentials = rt.vault.encrypt(result.values)
-        conn.token_expires_at = _naive(result.expires_at)
-        conn.renew_by = _naive(result.renew_by)
-        if conn.pause_kind == "auth":
-            conn.paused_until = conn.pause_kind = conn.pause_reason = None
-        return dict(result.values)
+            if revoked is None:
+                if result is None:
+                    return creds
+                conn.credentials = rt.vault.encrypt(result.values)
+                conn.token_expires_at = _naive(result.expires_at)
+                conn.renew_by = _naive(result.renew_by)
+                if conn.pause_kind == "auth":
+                    conn.paused_until = conn.pause_kind = conn.pause_reason = None
+                return dict(result.values)
+        # Committed apart, so the pause survives the error it reports.
+        with rt.store.begin() as s:
+            conn = s.get_one(Connection, connection_id)
+            conn.paused_until, conn.pause_kind = now + PAUSE_FOR_REAUTH, "auth"
+            conn.pause_reason = f"{revoked.message} (fix: {revoked.fix})"
+        raise revoked
 
 
 def pause_for_quota(rt: Runtime, connection_id: int, exc: QuotaExhausted) -> None:

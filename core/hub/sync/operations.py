@@ -127,7 +127,10 @@ def execute(rt: Runtime, op_id: int) -> str:
     if op.kind not in ("perform_action", "emit_invoice") and record.content_hash != op.content_hash:
         return _finish(rt, op, "superseded")
     external_id = binding or op.remote_id
-    if op.kind in ("perform_action", "emit_invoice") and binding is None:
+    if op.kind in WAITS_FOR_BINDING and binding is None:
+        if _push_failed(rt, op):
+            return _finish(rt, op, "failed", error="the record's write to the sink failed, so this cannot run",
+                           fix="Fix the failed write of this record (hub status / hub logs), then `hub retry TENANT`.")
         if op.waits >= MAX_DEPENDENCY_WAITS:
             return _finish(rt, op, "failed", error="the record never reached the sink, so its action cannot run",
                            fix="Fix the failed push of this record (hub status / hub logs), then re-run the route.")
@@ -215,6 +218,15 @@ def _handle_error(rt: Runtime, op: Operation, ctx: ConnectorContext | None, exc:
     if isinstance(exc, Fatal):
         return _finish(rt, op, "failed", error=exc.message, fix=exc.fix)
     return _reschedule(rt, op, backoff(op.attempts, rt.max_backoff_seconds), exc.message, burn=True, fix=exc.fix)
+
+
+def _push_failed(rt: Runtime, op: Operation) -> bool:
+    """True when the record's last write to the sink failed and none is on its way."""
+    with rt.store.sessions() as s:
+        states = set(s.scalars(select(Operation.state).where(
+            Operation.route_id == op.route_id, Operation.canonical_id == op.canonical_id,
+            Operation.kind.not_in(WAITS_FOR_BINDING))))
+    return "failed" in states and not states & {"pending", "running"}
 
 
 def _prune(rt: Runtime, op: Operation, sink: Connection, view: RouteView, source_id: int) -> str:

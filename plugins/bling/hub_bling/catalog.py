@@ -1,0 +1,249 @@
+"""Reading Bling's catalog page by page, resumable at any page.
+
+Two of Bling's list defaults silently hide data, so every read names them: ``criterio`` (products default to
+"últimos incluídos", contacts too) and ``filtroSaldoEstoque`` (default 1: only products with positive stock; there
+is no "all", so each read makes three passes: positive, zero, negative).
+
+A first sync reads the active products; later syncs read what changed since the last one, in Bling's local time
+(America/Sao_Paulo) at Bling's minute granularity, starting ``overlap_minutes`` early (records read twice are
+unchanged and move nothing), and with ``criterio`` 5 so that a product made inactive or deleted is seen.
+
+The cursor is JSON: a run in progress records its pass and page, so a resumed run continues where it stopped and
+never skips a page; a finished run records where the next one starts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from hub import Incoming, Page, Rejected
+from hub.errors import NotFound, PaginationLoop
+from hub.models import Canonical, Category
+from hub.sync.context import ConnectorContext
+from pydantic import ValidationError
+
+from hub_bling import mappers
+from hub_bling.client import options
+from hub_bling.client import read as get
+from hub_bling.options import TIME_ZONE
+
+STOCK_FILTERS = (1, 0, 2)
+"""``filtroSaldoEstoque``: positive, zero, negative: together, every product."""
+CRITERIO_ACTIVE, CRITERIO_ALL = 2, 5
+STAMP = "%Y-%m-%d %H:%M:%S"
+MAX_RANGE = timedelta(days=360)
+"""Bling refuses date ranges over a year; an older cursor means a full sync."""
+
+
+def local_now() -> datetime:
+    return datetime.now(ZoneInfo(TIME_ZONE)).replace(tzinfo=None, second=0, microsecond=0)
+
+
+def _state(since: str | None) -> dict[str, Any]:
+    """The run to make from a stored cursor: full (first or too old), incremental, or one in progress."""
+    now = local_now()
+    state: dict[str, Any] = {}
+    if since:
+        try:
+            state = json.loads(since)
+        except ValueError:
+            state = {}
+    if "pass" in state:
+        return state
+    recent = state.get("since") and now - datetime.strptime(state["since"], STAMP) < MAX_RANGE
+    if state.get("mode") == "incremental" and recent:
+        return {"mode": "incremental", "since": state["since"], "started": now.strftime(STAMP), "pass": 0,
+                    "page": 1}
+    return {"mode": "full", "started": now.strftime(STAMP), "pass": 0, "page": 1}
+
+
+def _finished(ctx: ConnectorContext, state: dict[str, Any]) -> str:
+    started = datetime.strptime(state["started"], STAMP)
+    since = started - timedelta(minutes=options(ctx).overlap_minutes)
+    return json.dumps({"mode": "incremental", "since": since.strftime(STAMP)})
+
+
+def _rejected(stream: str, ext: str, exc: Exception, raw: dict[str, Any]) -> Rejected:
+    field = None
+    if isinstance(exc, ValidationError) and exc.errors():
+        field = ".".join(str(p) for p in exc.errors()[0]["loc"]) or None
+        detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+    else:
+        detail = str(exc)
+    where = {"products": "Produtos", "customers": "Contatos"}.get(stream, stream)
+    return Rejected(external_id=ext, reason=f"Bling {stream} {ext} ({raw.get('codigo') or raw.get('nome') or ''}): "
+                                            f"{detail}", field=field, raw={"id": raw.get("id")},
+                    fix=f"Correct {field or 'the record'} of {stream[:-1]} {ext} in Bling ({where}); the next sync "
+                        "picks it up.")
+
+
+def _map(stream: str, ext: str, raw: dict[str, Any], build: Callable[[dict[str, Any]], Canonical]
+         ) -> Incoming | Rejected:
+    try:
+        return Incoming(external_id=ext, data=build(raw))
+    except (ValidationError, ValueError, KeyError) as exc:
+        return _rejected(stream, ext, exc, raw)
+
+
+def _list_pages(ctx: ConnectorContext, state: dict[str, Any], params: dict[str, Any]
+                ) -> Iterator[tuple[list[dict[str, Any]], dict[str, Any] | None, int]]:
+    """Every page of ``/produtos`` in the three stock passes from ``state``; with each, the state after it
+    (None after the last) and the pass's ``filtroSaldoEstoque``."""
+    size = options(ctx).page_size
+    previous: list[Any] = []
+    for pass_index in range(int(state["pass"]), len(STOCK_FILTERS)):
+        page = int(state["page"]) if pass_index == int(state["pass"]) else 1
+        while True:
+            query = {**params, "pagina": page, "limite": size, "filtroSaldoEstoque": STOCK_FILTERS[pass_index]}
+            rows = get(ctx, "/produtos", query).get("data") or []
+            previous = _guard(ctx, "products", page, rows, previous)
+            last_page = len(rows) < size
+            if not last_page:
+                after: dict[str, Any] | None = {**state, "pass": pass_index, "page": page + 1}
+            elif pass_index + 1 < len(STOCK_FILTERS):
+                after = {**state, "pass": pass_index + 1, "page": 1}
+            else:
+                after = None
+            yield rows, after, STOCK_FILTERS[pass_index]
+            if last_page:
+                break
+            page += 1
+
+
+def _guard(ctx: ConnectorContext, what: str, page: int, rows: list[dict[str, Any]], previous: list[Any]
+           ) -> list[Any]:
+    """Stop when Bling answers a page with the previous page again (the cursor holds page numbers, so the core's
+    own check cannot see it); return this page's ids for the next comparison."""
+    ids = [r.get("id") for r in rows]
+    if ids and ids == previous:
+        raise PaginationLoop(f"Bling returned the same page of {what} twice (page {page}, tenant {ctx.tenant}, "
+                             f"connection {ctx.connection}); stopped")
+    return ids
+
+
+def _product_params(state: dict[str, Any]) -> dict[str, Any]:
+    if state["mode"] == "incremental":
+        return {"criterio": CRITERIO_ALL, "tipo": "T", "dataAlteracaoInicial": state["since"]}
+    return {"criterio": CRITERIO_ACTIVE, "tipo": "T"}
+
+
+def all_categories(ctx: ConnectorContext) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    page, size = 1, options(ctx).page_size
+    while True:
+        batch = get(ctx, "/categorias/produtos", {"pagina": page, "limite": size}).get("data") or []
+        rows.extend(batch)
+        if len(batch) < size:
+            return rows
+        page += 1
+
+
+def pull_products(ctx: ConnectorContext, since: str | None) -> Iterator[Page]:
+    state = _state(since)
+    paths = mappers.category_paths(all_categories(ctx))
+    full = state["mode"] == "full"
+    for rows, after, _ in _list_pages(ctx, state, _product_params(state)):
+        wanted: dict[int, None] = {}
+        for row in rows:
+            parent = row.get("idProdutoPai")
+            if parent and full:
+                continue  # a variation: its parent is listed too, and its detail carries the whole grid
+            wanted[int(parent or row["id"])] = None
+        records: list[Incoming | Rejected] = []
+        for product_id in wanted:
+            try:
+                raw = get(ctx, f"/produtos/{product_id}")["data"]
+            except NotFound:
+                continue  # deleted between the list and the detail; the next sync sees the deletion
+            records.append(_map("products", str(product_id), raw, partial(mappers.product, category_paths=paths)))
+        yield Page(records=records, cursor=json.dumps(after) if after else _finished(ctx, state))
+
+
+def pull_stock(ctx: ConnectorContext, since: str | None) -> Iterator[Page]:
+    """Balances per depósito of every product; balances have no change date, so each run reads them all."""
+    state = _state(since if since and "pass" in since else None)
+    deposits = {int(d["id"]): str(d.get("descricao") or d["id"]) for d in
+                get(ctx, "/depositos", {"pagina": 1, "limite": 100}).get("data") or []}
+    for rows, after, stock_filter in _list_pages(ctx, state, {"criterio": CRITERIO_ACTIVE, "tipo": "T"}):
+        ids = [int(r["id"]) for r in rows if r.get("formato") != "V"]
+        records: list[Incoming | Rejected] = []
+        if ids:
+            # The balances hide zero and negative stock by default too: ask with the pass's own filter.
+            balances = get(ctx, "/estoques/saldos", {"idsProdutos[]": ids,
+                                                     "filtroSaldoEstoque": stock_filter}).get("data") or []
+            for row in balances:
+                try:
+                    levels = mappers.stock_levels(row, deposits)
+                except (ValidationError, ValueError, KeyError) as exc:
+                    records.append(_rejected("stock", str((row.get("produto") or {}).get("id")), exc, row))
+                    continue
+                records.extend(Incoming(external_id=ext, data=level) for ext, level in levels)
+        yield Page(records=records, cursor=json.dumps(after) if after else json.dumps({"mode": "done"}))
+
+
+def _simple_list(ctx: ConnectorContext, path: str, stream: str, build: Callable[[dict[str, Any]], Canonical],
+                 params: dict[str, Any] | None = None) -> Iterator[Page]:
+    page, size = 1, options(ctx).page_size
+    previous: list[Any] = []
+    while True:
+        rows = get(ctx, path, {**(params or {}), "pagina": page, "limite": size}).get("data") or []
+        previous = _guard(ctx, stream, page, rows, previous)
+        records = [_map(stream, str(r["id"]), r, build) for r in rows]
+        done = len(rows) < size
+        yield Page(records=records, cursor=json.dumps({"mode": "done"}) if done else None)
+        if done:
+            return
+        page += 1
+
+
+def pull_categories(ctx: ConnectorContext) -> Iterator[Page]:
+    rows = all_categories(ctx)
+    paths = mappers.category_paths(rows)
+    records = [_map("categories", str(r["id"]), r, lambda r: Category(path=paths[int(r["id"])])) for r in rows]
+    yield Page(records=records, cursor=json.dumps({"mode": "done"}))
+
+
+def pull_customers(ctx: ConnectorContext, since: str | None) -> Iterator[Page]:
+    """Contacts (``criterio`` 1: all of them, not the default "últimos incluídos"), with their address."""
+    state = _state(since)
+    params: dict[str, Any] = {"criterio": 1}
+    if state["mode"] == "incremental":
+        params["dataAlteracaoInicial"] = state["since"]
+    page, size = int(state.get("page", 1)), options(ctx).page_size
+    previous: list[Any] = []
+    while True:
+        rows = get(ctx, "/contatos", {**params, "pagina": page, "limite": size}).get("data") or []
+        previous = _guard(ctx, "customers", page, rows, previous)
+        records = []
+        for row in rows:
+            try:
+                raw = get(ctx, f"/contatos/{row['id']}")["data"]
+            except NotFound:
+                continue
+            records.append(_map("customers", str(row["id"]), raw, mappers.customer))
+        done = len(rows) < size
+        yield Page(records=records, cursor=_finished(ctx, state) if done else json.dumps({**state, "page": page + 1}))
+        if done:
+            return
+        page += 1
+
+
+def pull(ctx: ConnectorContext, stream: str, since: str | None) -> Iterator[Page]:
+    if stream == "products":
+        return pull_products(ctx, since)
+    if stream == "stock":
+        return pull_stock(ctx, since)
+    if stream == "categories":
+        return pull_categories(ctx)
+    if stream == "customers":
+        return pull_customers(ctx, since)
+    if stream == "sellers":
+        return _simple_list(ctx, "/vendedores", stream, mappers.seller, {"situacaoContato": "A"})
+    if stream == "payment_methods":
+        return _simple_list(ctx, "/formas-pagamentos", stream, mappers.payment_method)
+    raise ValueError(f"Bling has no catalog stream {stream!r}")

@@ -1,0 +1,140 @@
+"""Bling's JSON <-> hub's canonical models. Bling's own field names stay in this module."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from hub.models import (
+    Address,
+    Customer,
+    PaymentMethod,
+    Product,
+    ProductFiscal,
+    Seller,
+    StockLevel,
+    Variation,
+)
+
+
+def _text(value: Any) -> str | None:
+    text = str(value).strip() if value is not None else ""
+    return text or None
+
+
+def attributes(name: str | None) -> dict[str, str]:
+    """``"Cor:Azul;Tamanho:M"`` -> ``{"Cor": "Azul", "Tamanho": "M"}`` (Bling's variation name)."""
+    out: dict[str, str] = {}
+    for part in (name or "").split(";"):
+        key, sep, value = part.partition(":")
+        if sep and key.strip():
+            out[key.strip()] = value.strip()
+    return out
+
+
+def images(raw: dict[str, Any]) -> list[str]:
+    pictures = ((raw.get("midia") or {}).get("imagens") or {})
+    links = [i.get("link") for kind in ("imagensURL", "externas", "internas") for i in pictures.get(kind) or []]
+    found = list(dict.fromkeys(link for link in links if link))
+    if not found and raw.get("imagemURL"):
+        found = [raw["imagemURL"]]
+    return found
+
+
+def product(raw: dict[str, Any], category_paths: dict[int, list[str]]) -> Product:
+    """A product from ``GET /produtos/{id}`` (the list lacks GTIN, fiscal data and variations)."""
+    tax = raw.get("tributacao") or {}
+    category = (raw.get("categoria") or {}).get("id")
+    variations = [
+        Variation(sku=str(v.get("codigo") or ""), gtin=_text(v.get("gtin")), price=v.get("preco"),
+                  attributes=attributes((v.get("variacao") or {}).get("nome")), active=v.get("situacao", "A") == "A")
+        for v in raw.get("variacoes") or []
+    ]
+    origin = tax.get("origem")
+    return Product(
+        sku=str(raw.get("codigo") or ""), name=str(raw.get("nome") or ""), gtin=_text(raw.get("gtin")),
+        price=raw.get("preco"), active=raw.get("situacao", "A") == "A", unit=_text(raw.get("unidade")) or "UN",
+        category_path=category_paths.get(int(category), []) if category else [],
+        variations=variations, images=images(raw),
+        fiscal=ProductFiscal(ncm=_text(tax.get("ncm")), cest=_text(tax.get("cest")),
+                             origin=int(origin) if origin not in (None, "") else None),
+    )
+
+
+def category_paths(rows: list[dict[str, Any]]) -> dict[int, list[str]]:
+    """Each category's path from the root (Bling lists parents by id only)."""
+    by_id = {int(r["id"]): r for r in rows}
+    paths: dict[int, list[str]] = {}
+
+    def path(cid: int, seen: frozenset[int] = frozenset()) -> list[str]:
+        if cid in paths:
+            return paths[cid]
+        row = by_id[cid]
+        parent = int((row.get("categoriaPai") or {}).get("id") or 0)
+        head = path(parent, seen | {cid}) if parent in by_id and parent not in seen else []
+        paths[cid] = [*head, str(row.get("descricao") or cid)]
+        return paths[cid]
+
+    for cid in by_id:
+        path(cid)
+    return paths
+
+
+def customer(raw: dict[str, Any]) -> Customer:
+    address = ((raw.get("endereco") or {}).get("geral")) or {}
+    addresses = []
+    if any(address.get(k) for k in ("endereco", "municipio", "cep")):
+        addresses = [Address(street=_text(address.get("endereco")), number=_text(address.get("numero")),
+                             complement=_text(address.get("complemento")), district=_text(address.get("bairro")),
+                             city=_text(address.get("municipio")), state=_text(address.get("uf")),  # type: ignore[arg-type]
+                             zip=_text(address.get("cep")))]
+    return Customer(name=str(raw.get("nome") or ""), document=_text(raw.get("numeroDocumento")),
+                    state_registration=_text(raw.get("ie")), rg=_text(raw.get("rg")), email=_text(raw.get("email")),
+                    phone=_text(raw.get("celular")) or _text(raw.get("telefone")), addresses=addresses,
+                    active=raw.get("situacao", "A") == "A")
+
+
+def contact_body(c: Customer) -> dict[str, Any]:
+    """``POST/PUT /contatos``: a customer as Bling files it (``geral`` address, IE indicator)."""
+    body: dict[str, Any] = {"nome": c.name, "situacao": "A", "tipo": c.person_type or "F"}
+    if c.document:
+        body["numeroDocumento"] = c.document
+    if c.state_registration:
+        body["ie"], body["indicadorIe"] = c.state_registration, 1
+    else:
+        body["indicadorIe"] = 9
+    for key, value in (("rg", c.rg), ("email", c.email), ("celular", c.phone)):
+        if value:
+            body[key] = value
+    if c.addresses:
+        a = c.addresses[0]
+        geral = {"endereco": a.street, "numero": a.number, "complemento": a.complement, "bairro": a.district,
+                 "municipio": a.city, "uf": a.state, "cep": a.zip}
+        body["endereco"] = {"geral": {k: v for k, v in geral.items() if v}}
+    return body
+
+
+def seller(raw: dict[str, Any]) -> Seller:
+    contact = raw.get("contato") or {}
+    return Seller(name=str(contact.get("nome") or f"Vendedor {raw.get('id')}"),
+                  active=contact.get("situacao", "A") == "A")
+
+
+def payment_method(raw: dict[str, Any]) -> PaymentMethod:
+    kind = raw.get("tipoPagamento")
+    return PaymentMethod(code=str(raw["id"]), name=str(raw.get("descricao") or raw["id"]),
+                         tpag=f"{int(kind):02d}" if kind not in (None, "") else None,
+                         active=int(raw.get("situacao", 1)) == 1)
+
+
+def stock_levels(row: dict[str, Any], deposits: dict[int, str]) -> list[tuple[str, StockLevel]]:
+    """(external id, level) per depósito of one ``/estoques/saldos`` row; the warehouse is the depósito's name."""
+    produto = row.get("produto") or {}
+    sku = str(produto.get("codigo") or "")
+    out = []
+    for dep in row.get("depositos") or []:
+        dep_id = int(dep["id"])
+        quantity = dep.get("saldoFisico", Decimal("0"))
+        out.append((f"{produto.get('id')}@{dep_id}",
+                    StockLevel(sku=sku, warehouse=deposits.get(dep_id, str(dep_id)), quantity=Decimal(str(quantity)))))
+    return out

@@ -1,0 +1,30 @@
+"""A Bling connection's options, validated by ``hub routes validate``."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+API_BASE = "https://api.bling.com.br/Api/v3"
+AUTHORIZE_URL = "https://www.bling.com.br/Api/v3/oauth/authorize"
+TIME_ZONE = "America/Sao_Paulo"
+
+
+class BlingOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = API_BASE
+    authorize_url: str | None = Field(default=None, description="default: Bling's, or the sandbox's")
+    timeout_seconds: float = 30
+    rate_per_second: float = Field(default=3, gt=0, description="the account's limit; the hub keeps 3% below it")
+    daily_limit: int = 120_000
+    page_size: int = Field(default=100, ge=1, le=100)
+    overlap_minutes: int = Field(default=2, ge=1, description="incremental reads start this far before the cursor")
+    loja_id: int | None = Field(default=None, description="Bling sales channel (loja) the sales are filed under")
+    default_deposit: str | None = Field(default=None, description="depósito (id or name) for stock postings")
+    nfe_poll_seconds: float = Field(default=5, gt=0, description="how often an NF-e awaiting SEFAZ is re-read")
+
+    def authorize(self) -> str:
+        if self.authorize_url:
+            return self.authorize_url
+        base = self.base_url.rstrip("/")
+        return AUTHORIZE_URL if base == API_BASE else f"{base}/oauth/authorize"

@@ -1,0 +1,92 @@
+"""The Bling platform: registration and the hook implementations (each delegates to a module named for it)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import click
+from hub import Credentials, Page, Platform, PushResult, hookimpl
+from hub.errors import Fatal
+from hub.models import Action, Canonical, Customer, FiscalProblem, Invoice, Product, Sale, StatusTransition
+from hub.platform import WebhookEvent
+from hub.sync.context import ConnectorContext, RouteView
+
+from hub_bling import auth, catalog, invoices, sales, webhooks
+from hub_bling.options import BlingOptions
+
+PULLS = frozenset({"products", "categories", "stock", "sellers", "payment_methods", "customers"})
+PUSHES = frozenset({"customers", "sales"})
+
+
+def _sandbox(**settings: Any) -> Any:
+    from hub_bling.sandbox import BlingSandbox
+
+    return BlingSandbox(**settings)
+
+
+@hookimpl
+def register_platforms(register: Any) -> None:
+    register(Platform(
+        name="bling", title="Bling ERP (API v3)", pulls=PULLS, pushes=PUSHES, options=BlingOptions,
+        credentials=("client_id", "client_secret"), actions=frozenset(sales.ACTIONS), sandbox=_sandbox,
+        docs="OAuth2 authorization code (hub auth bling TENANT); 3 requests/s and 120,000/day per account.",
+    ))
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    from hub_bling import cli as commands
+
+    commands.install(cli)
+
+
+@hookimpl
+def authenticate(ctx: ConnectorContext) -> Credentials:
+    return auth.authenticate(ctx)
+
+
+@hookimpl
+def pull_catalog(ctx: ConnectorContext, stream: str, since: str | None) -> Iterable[Page]:
+    return catalog.pull(ctx, stream, since)
+
+
+@hookimpl
+def push_catalog(ctx: ConnectorContext, stream: str, record: Canonical, external_id: str | None) -> PushResult:
+    if isinstance(record, Customer):
+        return sales.push_customer(ctx, record, external_id)
+    raise Fatal(f"Bling connector cannot write {stream}", fix="Bling is the source of products; remove the stream.")
+
+
+@hookimpl
+def push_sale(ctx: ConnectorContext, record: Sale, external_id: str | None) -> PushResult:
+    return sales.push_sale(ctx, record, external_id)
+
+
+@hookimpl
+def on_status_transition(transition: StatusTransition, route: RouteView) -> list[Action] | None:
+    return sales.plan(transition, route)
+
+
+@hookimpl
+def perform_action(ctx: ConnectorContext, action: Action, record: Canonical, external_id: str) -> PushResult:
+    if not isinstance(record, Sale):
+        raise Fatal(f"Bling actions apply to sales, not {type(record).__name__}", fix="Check the route's transitions.")
+    return sales.perform(ctx, action, record, external_id)
+
+
+@hookimpl
+def emit_invoice(ctx: ConnectorContext, record: Sale, external_id: str, invoice_id: str | None) -> Invoice:
+    return invoices.emit(ctx, record, external_id, invoice_id)
+
+
+@hookimpl
+def validate_fiscal(document: Canonical, route: RouteView, products: dict[str, Product]) -> list[FiscalProblem] | None:
+    if isinstance(document, Sale):
+        return invoices.problems(document, route, products) or None
+    return None
+
+
+@hookimpl
+def parse_webhook(ctx: ConnectorContext, headers: dict[str, str], body: bytes) -> list[WebhookEvent]:
+    return webhooks.parse(ctx, headers, body)

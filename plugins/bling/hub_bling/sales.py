@@ -1,0 +1,397 @@
+"""Pushing sales and customers to Bling, and running the stock and accounts actions of status changes.
+
+Nothing is created twice: a customer is found by CPF/CNPJ (``numeroDocumento``) under a lock before it is created;
+a sale is found by ``numeroLoja`` before it is created and its id is recorded the moment Bling answers; a write
+that timed out counts as "maybe done" and is looked up again before any retry. Situações are resolved by name per
+account (their ids differ per account) and cached for a while, like the account's depósitos, payment methods and
+transition manager.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import unicodedata
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+import httpx
+from hub import PushResult
+from hub.errors import Fatal, InvalidRecord
+from hub.models import Action, Customer, Sale, StatusTransition
+from hub.sync.context import ConnectorContext, RouteView
+
+from hub_bling import mappers
+from hub_bling.client import error_body, error_for, field_messages, get, options, request
+from hub_bling.options import TIME_ZONE
+
+CACHE_SECONDS = 600.0
+ACTIONS = ("lancar-estoque", "lancar-contas", "estornar-estoque", "estornar-contas")
+ACCOUNT_ACTION_NAMES = {"lancar-estoque": "lancarestoque", "lancar-contas": "lancarcontas",
+                        "estornar-estoque": "estornarestoque", "estornar-contas": "estornarcontas"}
+"""How the account's transition manager names our actions (``/situacoes/modulos/{id}/acoes``), normalized."""
+
+T = TypeVar("T")
+_cache: dict[tuple[str, str, str, str], tuple[float, Any]] = {}
+_cache_lock = threading.Lock()
+
+
+def cached(ctx: ConnectorContext, name: str, load: Callable[[], T]) -> T:
+    """Per-connection lookups that rarely change (situações, depósitos, payment methods), kept for 10 minutes."""
+    key = (ctx.tenant, ctx.connection, str(ctx.options.get("base_url")), name)
+    now = time.monotonic()
+    with _cache_lock:
+        hit = _cache.get(key)
+    if hit is not None and hit[0] > now:
+        value: T = hit[1]
+        return value
+    value = load()
+    with _cache_lock:
+        _cache[key] = (now + CACHE_SECONDS, value)
+    return value
+
+
+def forget(ctx: ConnectorContext, name: str) -> None:
+    with _cache_lock:
+        _cache.pop((ctx.tenant, ctx.connection, str(ctx.options.get("base_url")), name), None)
+
+
+def norm(text: str | None) -> str:
+    """Names compared the way a person reads them: case, accents and spacing ignored."""
+    plain = unicodedata.normalize("NFKD", text or "").encode("ascii", "ignore").decode()
+    return "".join(plain.lower().split())
+
+
+def _all(ctx: ConnectorContext, path: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    page = 1
+    while True:
+        batch = get(ctx, path, {**(params or {}), "pagina": page, "limite": 100}).get("data") or []
+        rows.extend(batch)
+        if len(batch) < 100:
+            return rows
+        page += 1
+
+
+# --- account lookups ----------------------------------------------------------------------------------------
+
+
+def sales_module(ctx: ConnectorContext) -> int:
+    def load() -> int:
+        for module in get(ctx, "/situacoes/modulos").get("data") or []:
+            if norm(module.get("nome")) == "vendas":
+                return int(module["id"])
+        raise Fatal(f"Bling account of {ctx.tenant}/{ctx.connection} has no 'Vendas' module",
+                    fix="Check the Bling account (Situações > Módulos).")
+
+    return cached(ctx, "module", load)
+
+
+def situations(ctx: ConnectorContext) -> dict[str, int]:
+    """Sales situações of this account, by normalized name -> id (ids differ per account)."""
+    return cached(ctx, "situations", lambda: {
+        norm(s.get("nome")): int(s["id"])
+        for s in get(ctx, f"/situacoes/modulos/{sales_module(ctx)}").get("data") or []})
+
+
+def situation_id(ctx: ConnectorContext, name: str, sale: Sale) -> int:
+    found = situations(ctx).get(norm(name))
+    if found is None:
+        forget(ctx, "situations")
+        found = situations(ctx).get(norm(name))
+    if found is None:
+        route = ctx.route.name if ctx.route else "ROUTE"
+        known = ", ".join(sorted(situations(ctx)))
+        raise InvalidRecord(
+            f"tenant {ctx.tenant}, sale {sale.number}: Bling has no sales situação named {name!r} (it has: {known})",
+            field="status", record=sale.number,
+            fix=f"Map the status to one of Bling's situações under routes.{route}.mappings.statuses, or create "
+                f"the situação {name!r} in Bling.")
+    return found
+
+
+def deposits(ctx: ConnectorContext) -> list[dict[str, Any]]:
+    return cached(ctx, "deposits", lambda: _all(ctx, "/depositos"))
+
+
+def deposit_id(ctx: ConnectorContext, wanted: str | None) -> int | None:
+    """A depósito given by id or name; None means Bling's default one."""
+    if not wanted:
+        return None
+    for dep in deposits(ctx):
+        if str(dep["id"]) == str(wanted) or norm(dep.get("descricao")) == norm(wanted):
+            return int(dep["id"])
+    names = ", ".join(str(d.get("descricao")) for d in deposits(ctx))
+    raise Fatal(f"tenant {ctx.tenant}: Bling has no depósito {wanted!r} (it has: {names})",
+                fix="Correct the store -> depósito mapping (mappings.stores) or the default_deposit option.")
+
+
+def payment_methods(ctx: ConnectorContext) -> list[dict[str, Any]]:
+    return cached(ctx, "payment_methods", lambda: _all(ctx, "/formas-pagamentos"))
+
+
+def payment_method_id(ctx: ConnectorContext, wanted: str, sale: Sale, index: int) -> int:
+    for method in payment_methods(ctx):
+        if str(method["id"]) == wanted or norm(method.get("descricao")) == norm(wanted):
+            return int(method["id"])
+    route = ctx.route.name if ctx.route else "ROUTE"
+    names = ", ".join(str(m.get("descricao")) for m in payment_methods(ctx))
+    raise InvalidRecord(
+        f"tenant {ctx.tenant}, sale {sale.number}: Bling has no forma de pagamento {wanted!r} (it has: {names})",
+        field=f"payments.{index}.method", record=sale.number,
+        fix=f"Point the DE-PARA entry under routes.{route}.mappings.payment_methods at one of Bling's formas de "
+            "pagamento (id or name).")
+
+
+def final_consumer(ctx: ConnectorContext) -> int:
+    return cached(ctx, "final_consumer", lambda: int(get(ctx, "/contatos/consumidor-final")["data"]["id"]))
+
+
+# --- customers ----------------------------------------------------------------------------------------------
+
+
+def find_contact(ctx: ConnectorContext, document: str) -> int | None:
+    rows = get(ctx, "/contatos", {"numeroDocumento": document, "criterio": 1, "pagina": 1, "limite": 100})
+    for row in rows.get("data") or []:
+        if "".join(ch for ch in str(row.get("numeroDocumento", "")) if ch.isalnum()).upper() == document:
+            return int(row["id"])
+    return None
+
+
+def contact_id(ctx: ConnectorContext, customer: Customer | None) -> int:
+    """The customer's contact, linked by CPF/CNPJ and created only when Bling has none; no document means
+    Bling's "Consumidor Final"."""
+    if customer is None or not customer.document:
+        return final_consumer(ctx)
+    bound = ctx.find_bound("customers", customer.document)
+    if bound:
+        return int(bound)
+    with ctx.lock(f"contact:{customer.document}"):
+        found = find_contact(ctx, customer.document)
+        if found is not None:
+            return found
+        created = request(ctx, "POST", "/contatos", json_body=mappers.contact_body(customer))
+        return int(created["data"]["id"])
+
+
+def push_customer(ctx: ConnectorContext, customer: Customer, external_id: str | None) -> PushResult:
+    if external_id is None and customer.document:
+        with ctx.lock(f"contact:{customer.document}"):
+            found = find_contact(ctx, customer.document)
+            if found is None:
+                created = request(ctx, "POST", "/contatos", json_body=mappers.contact_body(customer))
+                ctx.record_remote_id(str(created["data"]["id"]))
+                return PushResult(external_id=str(created["data"]["id"]))
+            external_id = str(found)
+    if external_id is None:
+        created = request(ctx, "POST", "/contatos", json_body=mappers.contact_body(customer))
+        ctx.record_remote_id(str(created["data"]["id"]))
+        return PushResult(external_id=str(created["data"]["id"]))
+    request(ctx, "PUT", f"/contatos/{external_id}", json_body=mappers.contact_body(customer))
+    return PushResult(external_id=external_id)
+
+
+# --- sales --------------------------------------------------------------------------------------------------
+
+
+def local_date(moment: datetime) -> date:
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return aware.astimezone(ZoneInfo(TIME_ZONE)).date()
+
+
+def product_ids(ctx: ConnectorContext, sale: Sale) -> dict[str, int]:
+    """Bling ids of the sale's SKUs: bound ones from the store, the rest looked up by code (all stock passes)."""
+    ids: dict[str, int] = {}
+    missing: list[str] = []
+    for item in sale.items:
+        bound = ctx.find_bound("products", item.sku)
+        if bound:
+            ids[item.sku] = int(bound)
+        elif item.sku not in missing:
+            missing.append(item.sku)
+    for stock_filter in (1, 0, 2):
+        if not missing:
+            break
+        rows = get(ctx, "/produtos", {"codigos[]": missing, "criterio": 5, "filtroSaldoEstoque": stock_filter,
+                                      "pagina": 1, "limite": 100}).get("data") or []
+        for row in rows:
+            code = str(row.get("codigo"))
+            if code in missing:
+                ids[code] = int(row["id"])
+                missing.remove(code)
+    for i, item in enumerate(sale.items):
+        if item.sku not in ids:
+            raise InvalidRecord(
+                f"tenant {ctx.tenant}, sale {sale.number}: item {i + 1} has SKU {item.sku!r}, which Bling does not "
+                "have", field=f"items.{i}.sku", record=sale.number,
+                fix=f"Create the product {item.sku!r} in Bling (products come from Bling), or correct the item's "
+                    "SKU on the point of sale.")
+    return ids
+
+
+def _cents(value: Decimal) -> Decimal:
+    return value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
+def installments(ctx: ConnectorContext, sale: Sale) -> list[dict[str, Any]]:
+    """``parcelas``: the payments, capped at the sale's total (change given back in cash is not a receivable),
+    split into monthly installments."""
+    if not sale.payments:
+        raise InvalidRecord(f"tenant {ctx.tenant}, sale {sale.number}: the sale has no payment; Bling needs one",
+                            field="payments", record=sale.number,
+                            fix="Record the payment on the point of sale; the next sync sends the sale.")
+    first = local_date(sale.issued_at)
+    remaining = _cents(sale.total)
+    out: list[dict[str, Any]] = []
+    for index, payment in enumerate(sale.payments):
+        amount = min(_cents(payment.amount), remaining)
+        remaining -= amount
+        if amount <= 0:
+            continue
+        method = payment_method_id(ctx, payment.method, sale, index)
+        n = payment.installments
+        share = _cents(amount / n)
+        for k in range(n):
+            value = share if k < n - 1 else amount - share * (n - 1)
+            due = first + timedelta(days=30 * k)
+            out.append({"dataVencimento": due.isoformat(), "valor": value, "formaPagamento": {"id": method},
+                        **({"observacoes": f"{k + 1}/{n}"} if n > 1 else {})})
+    return out
+
+
+def order_body(ctx: ConnectorContext, sale: Sale, situation: int | None) -> dict[str, Any]:
+    ids = product_ids(ctx, sale)
+    day = local_date(sale.issued_at).isoformat()
+    items = []
+    for item in sale.items:
+        gross = item.quantity * item.unit_price
+        percent = (item.discount / gross * 100).quantize(Decimal("0.0001")) if gross and item.discount else None
+        items.append({"produto": {"id": ids[item.sku]}, "codigo": item.sku, "descricao": item.name or item.sku,
+                      "unidade": "UN", "quantidade": item.quantity, "valor": item.unit_price,
+                      **({"desconto": percent} if percent else {})})
+    body: dict[str, Any] = {
+        "numeroLoja": sale.number, "data": day, "dataSaida": day, "dataPrevista": day,
+        "contato": {"id": contact_id(ctx, sale.customer)}, "itens": items, "parcelas": installments(ctx, sale),
+    }
+    if situation is not None:
+        body["situacao"] = {"id": situation}
+    loja = options(ctx).loja_id
+    if loja:
+        body["loja"] = {"id": loja}
+    seller = ctx.resolve("sellers", sale.seller)
+    if seller:
+        body["vendedor"] = {"id": int(seller)}
+    if sale.discount:
+        body["desconto"] = {"valor": sale.discount, "unidade": "REAL"}
+    if sale.freight:
+        body["transporte"] = {"frete": sale.freight}
+    notes = [sale.notes] if sale.notes else []
+    if sale.replaces:
+        notes.append(f"Troca/devolução da venda {sale.replaces}")
+    if notes:
+        body["observacoes"] = " | ".join(notes)
+    return body
+
+
+def find_order(ctx: ConnectorContext, sale: Sale) -> dict[str, Any] | None:
+    params: dict[str, Any] = {"numerosLojas[]": [sale.number], "pagina": 1, "limite": 100}
+    loja = options(ctx).loja_id
+    if loja:
+        params["idLoja"] = loja
+    for row in get(ctx, "/pedidos/vendas", params).get("data") or []:
+        if str(row.get("numeroLoja")) == sale.number:
+            return dict(row)
+    return None
+
+
+def push_sale(ctx: ConnectorContext, sale: Sale, external_id: str | None) -> PushResult:
+    situation = situation_id(ctx, sale.status, sale) if sale.status else None
+    current: int | None = None
+    if external_id is None:
+        found = find_order(ctx, sale)
+        if found is None:
+            created = request(ctx, "POST", "/pedidos/vendas", json_body=order_body(ctx, sale, situation))
+            data = created.get("data") or {}
+            new_id = str(data["id"])
+            ctx.record_remote_id(new_id)
+            warnings = [f"Bling alerta on sale {sale.number}: {element}: {msg}"
+                        for element, msg in field_messages({"fields": data.get("alertas") or []})]
+            return PushResult(external_id=new_id, warnings=warnings)
+        external_id = str(found["id"])
+        ctx.record_remote_id(external_id)
+        current = int((found.get("situacao") or {}).get("id") or 0) or None
+    if situation is not None and situation != current:
+        request(ctx, "PATCH", f"/pedidos/vendas/{external_id}/situacoes/{situation}")
+    return PushResult(external_id=external_id)
+
+
+# --- status transitions -------------------------------------------------------------------------------------
+
+
+def plan(transition: StatusTransition, route: RouteView) -> list[Action] | None:
+    """The route's transition table: each matching rule's actions, with the change they answer."""
+    if route.sink.platform != "bling" or transition.entity != "sales":
+        return None
+    actions = [Action(name=name, params={"from": transition.from_status or "", "to": transition.to_status})
+               for rule in route.transitions
+               if rule.get("from") in ("*", transition.from_status) and norm(rule.get("to")) == norm(
+                   transition.to_status)
+               for name in rule.get("actions", []) if name in ACTIONS]
+    return actions or None
+
+
+def account_does(ctx: ConnectorContext, action: str, from_name: str, to_name: str) -> bool:
+    """True when the account's own transition manager runs ``action`` on this change (so the hub must not)."""
+    if not from_name:
+        return False
+    module = sales_module(ctx)
+
+    def load() -> list[tuple[str, str, set[str]]]:
+        names = {int(a["id"]): norm(a.get("nome")) for a in
+                 get(ctx, f"/situacoes/modulos/{module}/acoes").get("data") or []}
+        rules = []
+        for t in get(ctx, f"/situacoes/modulos/{module}/transicoes").get("data") or []:
+            if t.get("ativo", True):
+                rules.append((norm((t.get("situacaoOrigem") or {}).get("nome")),
+                              norm((t.get("situacaoDestino") or {}).get("nome")),
+                              {names.get(int(a), "") for a in t.get("acoes") or []}))
+        return rules
+
+    wanted = ACCOUNT_ACTION_NAMES[action]
+    return any(o == norm(from_name) and d == norm(to_name) and wanted in acts
+               for o, d, acts in cached(ctx, "transitions", load))
+
+
+def _already(text: str) -> bool:
+    """Bling's refusal of a posting that exists ("O estoque já foi lançado")."""
+    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+    return re.search(r"\bja\b", plain) is not None
+
+
+def perform(ctx: ConnectorContext, action: Action, sale: Sale, external_id: str) -> PushResult:
+    name = action.name
+    if name not in ACTIONS:
+        raise Fatal(f"Bling has no action {name!r}", fix=f"Use one of: {', '.join(ACTIONS)}.")
+    from_name, to_name = action.params.get("from", ""), action.params.get("to", "")
+    if account_does(ctx, name, from_name, to_name):
+        return PushResult(external_id=external_id, warnings=[
+            f"{name} not sent for sale {sale.number}: Bling's own transition manager already does it on "
+            f"{from_name} -> {to_name}"])
+    path = f"/pedidos/vendas/{external_id}/{name}"
+    if name == "lancar-estoque":
+        deposit = deposit_id(ctx, sale.store or options(ctx).default_deposit)
+        if deposit is not None:
+            path += f"/{deposit}"
+    answer = request(ctx, "POST", path, expect=(400,))
+    if isinstance(answer, httpx.Response):
+        error = error_body(answer)
+        text = " ".join(m for _, m in field_messages(error)) or str(error.get("description") or error.get("message"))
+        if _already(text):
+            # An earlier attempt got through before the worker stopped: the posting exists, once.
+            return PushResult(external_id=external_id, warnings=[f"{name} on sale {sale.number}: {text}"])
+        raise error_for(ctx, answer, f"Bling POST {path} (tenant {ctx.tenant}, connection {ctx.connection})")
+    return PushResult(external_id=external_id)

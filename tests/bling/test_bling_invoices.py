@@ -1,0 +1,103 @@
+"""NF-e through Bling: Bling's fiscal rules checked before any note is attempted, the note followed until SEFAZ
+authorizes it (number, series, checked access key and XML stored), a rejection turned into a fixable error, and
+never two notes for one sale."""
+
+from __future__ import annotations
+
+from hub.models import Invoice
+from hub.models.types import access_key_check_digit
+from hub.store.schema import Binding, Operation, Record
+from sqlalchemy import select, update
+
+from tests.bling.conftest import World, customer, sale
+from tests.bling.test_bling_sales import MAPPINGS
+
+
+def _setup(world: World, *, ncm: bool = True) -> list[tuple[str, str]]:
+    world.box.seed("payment_methods", 5)
+    code = "NFE-1"
+    product = {"nome": "Camiseta Básica Algodão", "codigo": code, "tipo": "P", "situacao": "A", "formato": "S",
+               "preco": 49.9}
+    if ncm:
+        product["tributacao"] = {"ncm": "61091000", "origem": 0}
+    world.box.create("products", product)
+    world.route("catalog", ["products"], pull=True)
+    assert world.pull("catalog").ok
+    world.drain()  # the catalog route's peer is no platform: its writes fail, which is not what is tested here
+    world.route("sales", ["sales"], mappings=MAPPINGS, emit_invoices=True)
+    return [(code, "49.90")]
+
+
+def _invoices(world: World) -> list[Invoice]:
+    with world.rt.store.sessions() as s:
+        return [Invoice.model_validate(r.payload) for r in s.scalars(select(Record).where(Record.entity == "invoices"))]
+
+
+def _notes(world: World, number: str) -> list[dict]:
+    order = next(o for o in world.box.records("sales") if o["numeroLoja"] == number)
+    return [n for n in world.box.records("nfe") if str(n.get("numeroPedidoLoja") or "") == number
+            or str((order.get("notaFiscal") or {}).get("id")) == str(n["id"])]
+
+
+def test_an_authorized_nfe_is_stored_with_its_checked_access_key(world: World):
+    items = _setup(world)
+    world.stage("sales", "sales", sale("N-1", items, status="closed", buyer=customer()))
+    world.drain()
+    assert [o.state for o in world.ops(route_id=2)] == ["done", "done"], [o.last_error for o in world.ops()]
+    (invoice,) = _invoices(world)
+    assert invoice.status == "authorized" and invoice.number and invoice.series and invoice.xml
+    key = invoice.access_key or ""
+    assert len(key) == 44 and access_key_check_digit(key[:43]) == int(key[43])
+    assert len(_notes(world, "N-1")) == 1
+
+
+def test_bling_rules_are_checked_before_any_note_is_attempted(world: World):
+    items = _setup(world, ncm=False)
+    world.stage("sales", "sales", sale("N-2", items, status="closed", buyer=customer(complete=False)))
+    world.drain()
+    (emit,) = world.ops(kind="emit_invoice")
+    assert emit.state == "failed"
+    assert "fiscal.ncm" in (emit.last_error or "") and "address incomplete" in (emit.last_error or "")
+    assert not any("gerar-nfe" in r["path"] for r in world.box.request_log)
+    (q,) = world.quarantined()
+    assert q.record == "number N-2" and q.fix
+
+
+def _set_ncm(world: World, code: str, ncm: str) -> None:
+    """A person edits the product's NCM in Bling (after the hub last read it)."""
+    st = world.box.state
+    with st.lock:
+        product = next(p for p in st.products.values() if p["codigo"] == code)
+        product["tributacao"]["ncm"] = ncm
+
+
+def test_a_rejected_note_is_a_clear_error_and_a_retry_resends_the_same_note(world: World):
+    items = _setup(world)
+    _set_ncm(world, items[0][0], "")  # gone in Bling after the last sync: only SEFAZ's check can see it
+    world.stage("sales", "sales", sale("N-3", items, status="closed", buyer=customer()))
+    world.drain()
+    (emit,) = world.ops(kind="emit_invoice")
+    assert emit.state == "failed" and "rejected" in (emit.last_error or "") and "NCM" in (emit.last_error or "")
+    assert "hub retry" in (emit.fix or "")
+    from hub.sync.operations import retry_failed
+
+    _set_ncm(world, items[0][0], "61091000")
+    assert retry_failed(world.rt, "acme", "sales") == 1
+    world.drain()
+    assert world.ops(kind="emit_invoice")[0].state == "done"
+    assert len(_notes(world, "N-3")) == 1, "the same note was sent again, not a second one"
+    assert _invoices(world)[0].status == "authorized"
+
+
+def test_never_two_notes_for_one_sale_after_a_crash(world: World):
+    items = _setup(world)
+    world.stage("sales", "sales", sale("N-4", items, status="closed", buyer=customer()))
+    world.drain()
+    (emit,) = world.ops(kind="emit_invoice")
+    # The worker died right after gerar-nfe, before the note's id was recorded.
+    with world.rt.store.begin() as s:
+        s.execute(update(Operation).where(Operation.id == emit.id).values(state="pending", remote_id=None))
+        s.execute(Binding.__table__.delete().where(Binding.entity == "invoices"))
+    world.drain()
+    assert len(_notes(world, "N-4")) == 1
+    assert len(_invoices(world)) == 1
