@@ -97,7 +97,7 @@ def test_hub_auth_bling_prints_the_link_and_exchanges_the_code(world: World, set
         assert result.exit_code == 0, result.output
         assert "oauth/authorize?response_type=code" in result.output and "state=fixed" in result.output
         assert f"authorized {TENANT}/erp" in result.output
-    assert credentials_of(world.rt.vault, world.connection())["company_id"] == world.box.company_id
+        assert credentials_of(world.rt.vault, world.connection())["company_id"] == world.box.company_id
         reused = CliRunner().invoke(with_plugins(), ["auth", "bling", TENANT, "--code", code])
         assert reused.exit_code == 1 and "hub auth bling" in reused.output
     finally:
