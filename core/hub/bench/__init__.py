@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from hub.bench.e2e import bench_e2e
 from hub.bench.store import bench_store
 
 
@@ -13,3 +14,4 @@ def bench() -> None:
 
 
 bench.add_command(bench_store)
+bench.add_command(bench_e2e)

@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from hub.config.routes import RoutesFile, expand, parse_duration
@@ -14,7 +14,7 @@ from hub.crypto import Vault
 from hub.errors import ConfigError
 from hub.registry import Registry
 from hub.store.engine import Store, utcnow
-from hub.store.schema import Binding, Connection, Cursor, Route, Tenant
+from hub.store.schema import Binding, Connection, Cursor, Operation, Route, Tenant
 
 
 def check(config: RoutesFile, registry: Registry, path: str) -> tuple[list[str], list[str]]:
@@ -178,4 +178,7 @@ def full_resync(s: Session, sink_id: int) -> int:
         s.execute(update(Binding).where(Binding.connection_id == route.source_id, Binding.entity.in_(streams))
                   .values(content_hash=None))
     s.execute(update(Binding).where(Binding.connection_id == sink_id).values(content_hash=None))
+    # Writes already made are keyed by content: drop their finished outbox rows so the same content is sent again.
+    s.execute(delete(Operation).where(Operation.route_id.in_([r.id for r in routes]),
+                                      Operation.state.in_(("done", "superseded"))))
     return len(routes)

@@ -47,7 +47,7 @@ class BlingSandbox:
         st = self.state
         st.module_id = 98_000 + st.seed * 17
         st.company_cnpj = seed.format_cnpj(seed.cnpj_digits(f"{10_000_000 + st.seed * 7919 % 89_999_999:08d}0001"))
-        for name, default in (("Geral", True), ("Loja Centro", False)):
+        for name, default in (("Geral", True), ("Loja Centro", False), ("Loja Shopping", False)):
             did = st.new_id()
             st.deposits[did] = {"id": did, "descricao": name, "situacao": 1, "padrao": default,
                                 "desconsiderarSaldo": False}

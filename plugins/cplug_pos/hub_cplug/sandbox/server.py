@@ -145,7 +145,8 @@ class CPlugSandbox:
     # --- the hub.sandbox.Sandbox protocol ----------------------------------------------------------------------
 
     def connection(self, base_url: str) -> dict[str, Any]:
-        return {"options": {"base_url": base_url, "company_id": self.company_id},
+        rate = self.rate_per_second if self.rate_per_second is not None else 1000
+        return {"options": {"base_url": base_url, "company_id": self.company_id, "rate_per_second": rate},
                 "credentials": {"client_id": self.client_id, "client_secret": self.client_secret,
                                 "username": self.username, "password": self.password}}
 

@@ -1,0 +1,346 @@
+"""``hub bench e2e``: a demo scenario's routes end to end, each platform played by its sandbox in its own process.
+
+The route file a demo scenario names (by default the one the installed platforms ship) is applied with every
+connection pointed at a sandbox served in a child process, so the figures (wall time, peak RSS, CPU) are the hub's
+alone. Two routes are measured, found by what they carry: the *catalog* route (the one whose streams include
+``products``) and the *sales* route (``sales``). For each, in the scenario's order, the sandbox of the route's source
+is seeded as the scenario seeds it before that route's first sync (products and what is seeded per product scaled to
+``--products``, sales to ``--sales``), then the route is synced and its operations drained in this process
+(:func:`hub.sync.pull.sync_route` + :func:`hub.sync.drain.drain`).
+
+It runs twice: with each sandbox at its platform's own rate limit (the factory's defaults), on a smaller catalog,
+and with the limits off (``rate_per_second=None``, ``daily_limit=None``: whichever the factory takes). Requests and
+429s are counted by the sandboxes and fetched through each child's pipe; a sale's latency is how long its
+``push_sale`` operation took from being recorded in the store to being done on the sink.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import multiprocessing
+import os
+import resource
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection as Pipe
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy import func, select
+
+from hub.config import apply as applying
+from hub.config import routes as config
+from hub.crypto import Vault
+from hub.demo import Scenario, Seed, default_scenario, load_scenario
+from hub.errors import ConfigError
+from hub.registry import get_registry
+from hub.settings import Settings
+from hub.store import migrate
+from hub.store.engine import Store
+from hub.store.schema import Operation, Quarantine
+from hub.sync.drain import drain
+from hub.sync.loading import Runtime, find_route
+from hub.sync.pull import sync_route
+
+LIMITS_OFF = {"rate_per_second": None, "daily_limit": None}
+"""Keyword arguments that lift a sandbox's limits; only those its factory accepts are passed."""
+
+
+# --- a sandbox in its own process ---------------------------------------------------------------------------
+
+
+def _serve_sandbox(pipe: Pipe, platform: str, kwargs: dict[str, Any]) -> None:
+    """Child process: build the platform's sandbox, serve it, answer commands until ``stop``."""
+    from hub.sandbox import serve
+
+    factory = get_registry().platform(platform).sandbox
+    assert factory is not None
+    box = factory(**kwargs)
+    served = serve(box.app)
+    pipe.send((served.base_url, box.connection(served.base_url)))
+
+    def stats() -> dict[str, Any]:
+        log = getattr(box, "request_log", None)
+        if isinstance(log, list):
+            log.clear()  # the bench only counts; a log of every request would grow without bound
+        return {"requests": getattr(box, "requests", None), "throttled": getattr(box, "throttled", None)}
+
+    while True:
+        command, *args = pipe.recv()
+        try:
+            if command == "seed":
+                reply: Any = len(box.seed(args[0], args[1]))
+            elif command == "count":
+                reply = len(box.records(args[0]))
+            elif command == "stats":
+                reply = stats()
+            elif command == "stop":
+                reply = stats()
+                served.stop()
+                pipe.send(reply)
+                return
+            else:
+                raise ValueError(f"unknown command {command!r}")
+        except Exception as exc:
+            reply = {"error": f"{type(exc).__name__}: {exc}"}
+        pipe.send(reply)
+
+
+class Child:
+    """The parent's handle on one sandbox process."""
+
+    def __init__(self, platform: str, kwargs: dict[str, Any]) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.pipe, child = ctx.Pipe()
+        self.process = ctx.Process(target=_serve_sandbox, args=(child, platform, kwargs), daemon=True,
+                                   name=f"sandbox-{platform}")
+        self.process.start()
+        child.close()
+        if not self.pipe.poll(120):
+            self.process.kill()
+            raise RuntimeError(f"the {platform} sandbox did not start")
+        self.base_url, self.connection = self.pipe.recv()
+        self.stopped: dict[str, Any] | None = None
+
+    def call(self, *command: Any) -> Any:
+        self.pipe.send(command)
+        reply = self.pipe.recv()
+        if isinstance(reply, dict) and "error" in reply:
+            raise RuntimeError(f"sandbox {command[0]}: {reply['error']}")
+        return reply
+
+    def stop(self) -> dict[str, Any] | None:
+        if self.stopped is None and self.process.is_alive():
+            try:
+                self.stopped = self.call("stop")
+            except (EOFError, OSError, RuntimeError):
+                pass
+        self.process.join(timeout=10)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(timeout=5)
+        return self.stopped
+
+
+# --- what to seed and sync ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Leg:
+    """One route to measure: its source's seeds, and the stream whose records reach the sink."""
+
+    route: str
+    source: str
+    sink: str
+    stream: str
+    seeds: list[Seed] = field(default_factory=list)
+
+
+def plan(scenario: Scenario, tenant: config.TenantConfig, products: int, sales: int,
+         categories: int) -> list[Leg]:
+    """The catalog leg (streams with ``products``) then the sales leg (``sales``), each with the seeds the
+    scenario makes on the route's source before the route's first sync, scaled."""
+    legs = []
+    for stream in ("products", "sales"):
+        name = next((n for n, r in tenant.routes.items() if stream in r.streams), None)
+        if name is None:
+            raise ConfigError(f"{scenario.routes}: no route carries {stream}; the e2e bench needs a catalog route "
+                              "(products) and a sales route (sales)")
+        route = tenant.routes[name]
+        legs.append(Leg(name, route.source, route.sink, stream))
+    pending: list[Seed] = []
+    seen: set[str] = set()
+    base = {s.seed.stream: s.seed.count for s in scenario.steps if s.seed is not None}
+    for step in scenario.steps:
+        if step.seed is not None:
+            pending.append(step.seed)
+        if step.sync is not None and step.sync not in seen:
+            seen.add(step.sync)
+            for leg in legs:
+                if leg.route == step.sync and not leg.seeds:
+                    leg.seeds = [_scaled(s, base, products, sales, categories) for s in pending
+                                 if s.connection == leg.source]
+            pending = []
+    for leg in legs:
+        if not leg.seeds:  # the scenario seeds nothing for it: the route's own stream
+            leg.seeds = [Seed(connection=leg.source, stream=leg.stream,
+                              count=products if leg.stream == "products" else sales)]
+    return legs
+
+
+def _scaled(seed: Seed, base: dict[str, int], products: int, sales: int, categories: int) -> Seed:
+    count = seed.count
+    if seed.stream == "products" or (seed.stream != "sales" and count == base.get("products")):
+        count = products  # per-product seeds (stock balances) follow the catalog
+    elif seed.stream == "sales":
+        count = sales
+    elif seed.stream == "categories":
+        count = categories
+    return Seed(connection=seed.connection, stream=seed.stream, count=count)
+
+
+def _accepted(factory: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return kwargs
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return kwargs
+    return {k: v for k, v in kwargs.items() if k in params}
+
+
+# --- one phase ----------------------------------------------------------------------------------------------
+
+
+def _usage() -> tuple[float, float]:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime, round(usage.ru_maxrss / 1024, 1)
+
+
+def _percentile(values: list[float], pct: float) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return round(values[0], 3)
+    return round(statistics.quantiles(values, n=100, method="inclusive")[int(pct) - 1], 3)
+
+
+def _requests(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]], key: str) -> dict[str, int]:
+    return {name: int((after[name].get(key) or 0) - (before[name].get(key) or 0)) for name in after}
+
+
+def run_phase(path: Path, limits: bool, products: int, sales: int, categories: int = 20,
+              threads: int = 4) -> dict[str, Any]:
+    registry = get_registry()
+    scenario = load_scenario(path)
+    routes_path = (path.parent / scenario.routes).resolve()
+    parsed = config.load(routes_path)
+    tenant = parsed.tenants.get(scenario.tenant)
+    if tenant is None:
+        raise ConfigError(f"{path}: tenant {scenario.tenant!r} is not in {routes_path}")
+    legs = plan(scenario, tenant, products, sales, categories)
+    children: dict[str, Child] = {}
+    with tempfile.TemporaryDirectory(prefix="hub-bench-e2e-") as tmp:
+        settings = Settings(home=Path(tmp), database_url=f"sqlite:///{Path(tmp) / 'hub.db'}")
+        store = Store.from_url(settings.resolved_database_url())
+        try:
+            migrate.upgrade(store)
+            rt = Runtime(store=store, vault=Vault(settings), registry=registry)
+            sandboxes: dict[str, dict[str, Any]] = {}
+            for cname, conn in tenant.connections.items():
+                factory = registry.platform(conn.platform).sandbox
+                if factory is None:
+                    raise ConfigError(f"{routes_path}: platform {conn.platform} ships no sandbox; the bench needs one")
+                kwargs = {} if limits else _accepted(factory, LIMITS_OFF)
+                sandboxes[cname] = {"platform": conn.platform, **kwargs}
+                child = children[cname] = Child(conn.platform, kwargs)
+                conn.options = {**conn.options, **child.connection["options"]}
+                creds: dict[str, config.EnvSecret | str] = {}
+                for key, value in child.connection["credentials"].items():
+                    var = f"HUB_BENCH_{scenario.tenant}_{cname}_{key}".upper().replace("-", "_")
+                    os.environ[var] = str(value)
+                    creds[key] = config.EnvSecret(env=var)
+                conn.credentials = creds
+            errors, _warnings = applying.check(parsed, registry, str(routes_path))
+            if errors:
+                raise ConfigError("\n".join(errors))
+            applying.apply(parsed, store, rt.vault, registry)
+            figures: dict[str, Any] = {"rate_limits": "on" if limits else "off", "sandboxes": sandboxes}
+            throttled = dict.fromkeys(children, 0)
+            for leg in legs:
+                seeded = {f"{s.connection}.{s.stream}": children[s.connection].call("seed", s.stream, s.count)
+                          for s in leg.seeds}
+                figures[leg.route], leg_throttled = _run_leg(rt, scenario.tenant, leg, children, threads)
+                figures[leg.route]["seeded"] = seeded
+                for name, n in leg_throttled.items():
+                    throttled[name] += n
+            figures["throttled"] = throttled
+            figures["http_429"] = sum(throttled.values())
+            with store.sessions() as s:
+                figures["failed"] = s.scalar(select(func.count()).select_from(Operation).where(
+                    Operation.tenant_id == scenario.tenant, Operation.state == "failed")) or 0
+                reasons = s.execute(select(Operation.kind, Operation.last_error, func.count()).where(
+                    Operation.tenant_id == scenario.tenant, Operation.state == "failed")
+                    .group_by(Operation.kind, Operation.last_error).order_by(func.count().desc()).limit(5))
+                figures["failures"] = [f"{n} x {kind}: {(error or '')[:300]}" for kind, error, n in reasons]
+                figures["quarantined"] = s.scalar(select(func.count()).select_from(Quarantine).where(
+                    Quarantine.tenant_id == scenario.tenant, Quarantine.resolved_at.is_(None))) or 0
+            figures["peak_rss_mb"] = _usage()[1]
+            return figures
+        finally:
+            for child in children.values():
+                child.stop()
+            store.engine.dispose()
+
+
+def _run_leg(rt: Runtime, tenant: str, leg: Leg, children: dict[str, Child],
+             threads: int) -> tuple[dict[str, Any], dict[str, int]]:
+    before = {name: child.call("stats") for name, child in children.items()}
+    cpu0 = _usage()[0]
+    started = time.perf_counter()
+    report = sync_route(rt, tenant, leg.route, full=False)
+    pulled = time.perf_counter()
+    with rt.store.sessions() as s:
+        route_id = find_route(s, tenant, leg.route).id
+    states = drain(rt, route_id, threads=threads, max_wait=60)
+    finished = time.perf_counter()
+    after = {name: child.call("stats") for name, child in children.items()}
+    calls = _requests(before, after, "requests")
+    seconds = finished - started
+    delivered = children[leg.sink].call("count", leg.stream)
+    unit = "product" if leg.stream == "products" else "sale"
+    out: dict[str, Any] = {
+        "seconds": round(seconds, 2),
+        "pull_seconds": round(pulled - started, 2),
+        "drain_seconds": round(finished - pulled, 2),
+        f"{leg.stream}_in_sink": delivered,
+        f"{leg.stream}_per_s": round(delivered / seconds, 2) if seconds else None,
+        "api_calls": calls,
+        f"api_calls_per_{unit}": round(sum(calls.values()) / max(delivered, 1), 2),
+        "cpu_seconds": round(_usage()[0] - cpu0, 2),
+        "operations": states,
+        "stream_errors": {r.stream: r.error for r in report.streams if r.error},
+    }
+    if leg.stream == "sales":
+        with rt.store.sessions() as s:
+            rows = s.execute(select(Operation.created_at, Operation.updated_at).where(
+                Operation.route_id == route_id, Operation.kind == "push_sale", Operation.state == "done"))
+            latencies = [(done - created).total_seconds() for created, done in rows]
+        out["latency_p50_s"] = _percentile(latencies, 50)
+        out["latency_p95_s"] = _percentile(latencies, 95)
+        out["latency_max_s"] = round(max(latencies), 3) if latencies else None
+    return out, _requests(before, after, "throttled")
+
+
+def run(products: int, sales: int, limited_products: int, limited_sales: int, scenario: str | None = None,
+        categories: int = 20, phases: tuple[str, ...] = ("on", "off")) -> dict[str, Any]:
+    path = Path(scenario) if scenario else default_scenario(get_registry())
+    figures: dict[str, Any] = {"scenario": str(path)}
+    if "on" in phases:
+        figures["rate_limits_on"] = run_phase(path, True, limited_products, limited_sales, categories)
+    if "off" in phases:
+        figures["rate_limits_off"] = run_phase(path, False, products, sales, categories)
+    figures["peak_rss_mb"] = _usage()[1]
+    return figures
+
+
+@click.command("e2e")
+@click.option("--products", default=20_000, show_default=True, help="Catalog size with the sandboxes' limits off.")
+@click.option("--sales", default=2_000, show_default=True, help="POS sales with the limits off.")
+@click.option("--limited-products", default=200, show_default=True,
+              help="Catalog size with each sandbox at its platform's rate limit (0: skip that phase).")
+@click.option("--limited-sales", default=40, show_default=True, help="Sales with the rate limits on.")
+@click.option("--categories", default=20, show_default=True)
+@click.option("--scenario", default=None, help="A demo scenario file; default: the one the installed platforms ship.")
+@click.option("--json", "as_json", is_flag=True)
+def bench_e2e(products: int, sales: int, limited_products: int, limited_sales: int, categories: int,
+              scenario: str | None, as_json: bool) -> None:
+    """A demo scenario's catalog and sales routes end to end, sandboxes in their own processes: rate limits on
+    (a small catalog) and off (PRODUCTS, SALES)."""
+    phases = ("on", "off") if limited_products else ("off",)
+    figures = run(products, sales, limited_products, limited_sales, scenario, categories, phases)
+    click.echo(json.dumps(figures, indent=None if as_json else 2))
