@@ -130,9 +130,11 @@ def run_demo(scenario_path: str | None, *, echo: Say | None = None, home: Path |
             raise ConfigError("\n".join(errors))
         applying.apply(parsed, store, rt.vault, registry)
         say(f"applied {routes_path.name}: routes {', '.join(tenant.routes)}")
-        before = _summaries(boxes)
-        _show(say, "before", before)
+        before: dict[str, dict[str, Any]] = {}
         for step in scenario.steps:
+            if step.sync is not None and not before:
+                before = _summaries(boxes)  # the platforms as the merchant left them, before the hub moves anything
+                _show(say, "before", before)
             _step(rt, scenario.tenant, boxes, step, say)
         after = _summaries(boxes)
         _show(say, "after", after)

@@ -208,12 +208,16 @@ class BlingSandbox:
         return rows
 
     def summary(self) -> dict[str, Any]:
-        """What the demo prints before and after: orders, contacts, stock on hand and the ledgers' sizes."""
-        balances = self.records("stock")
+        """What the demo prints before and after: orders, contacts, stock on hand per depósito, the ledgers."""
+        deposits = {d["id"]: d["descricao"] for d in self.records("deposits")}
+        on_hand = dict.fromkeys(deposits.values(), 0.0)
+        for row in self.records("stock"):
+            for dep in row.get("depositos") or []:
+                name = deposits.get(dep["id"], str(dep["id"]))
+                on_hand[name] = on_hand.get(name, 0.0) + float(dep["saldoFisico"])
         return {"orders": len(self.records("sales")), "contacts": len(self.records("customers")),
-                "stock on hand": round(sum(float(b["saldoFisicoTotal"]) for b in balances), 2),
-                "stock movements": len(self.records("stock_movements")), "receivables": len(self.records("accounts")),
-                "NF-e": len(self.records("nfe"))}
+                **{f"stock {name}": round(q, 2) for name, q in on_hand.items()},
+                "stock movements": len(self.records("stock_movements")), "receivables": len(self.records("accounts"))}
 
     def inject_fault(self, kind: str, times: int = 1) -> None:
         if kind not in FAULTS:

@@ -288,8 +288,10 @@ class CPlugSandbox:
         """What the demo prints before and after: products, categories, customers, closed and cancelled sales."""
         with self._lock:
             sales = [r for r in self._data["sales"].values() if not r.get("deleted_at")]
-            return {"products": len(self._data["products"]), "categories": len(self._data["categories"]),
-                    "customers": len(self._data["customers"]),
+            live = {name: [r for r in self._data[name].values() if not r.get("deleted_at")]
+                    for name in ("products", "categories", "customers")}
+            return {"products": len(live["products"]), "categories": len(live["categories"]),
+                    "customers": len(live["customers"]),
                     "closed sales": sum(1 for r in sales if r["status"] == "closed"),
                     "cancelled sales": sum(1 for r in sales if r["status"] == "canceled")}
 
