@@ -67,11 +67,15 @@ access. Map CPlug's payment-method ids (pull payment_methods to list them) and i
 sales route."""
 
 
+def _sandbox(**settings: Any) -> Any:
+    return CPlugSandbox(**settings)
+
+
 @hookimpl
 def register_platforms(register: Any) -> None:
     register(Platform(
         name="cplug", title="CPlug / ConnectPlug POS", pulls=PULLS, pushes=PUSHES, options=CPlugOptions,
-        credentials=auth.CREDENTIALS, sandbox=CPlugSandbox, docs=DOCS,
+        credentials=auth.CREDENTIALS, sandbox=_sandbox, docs=DOCS,
         resync_options=frozenset({"sku_as_barcode"}), demo=str(ROUTES / "bling-demo.yaml"),
     ))
 
