@@ -349,7 +349,8 @@ def test_other_lists_and_lookups(bling: Any) -> None:
     seeded(b)
     b.box.seed("stock", 3)
     deposits = b.data("/depositos")
-    assert [(d["descricao"], d["padrao"]) for d in deposits] == [("Geral", True), ("Loja Centro", False)]
+    assert [(d["descricao"], d["padrao"]) for d in deposits] == [("Geral", True), ("Loja Centro", False),
+                                                                       ("Loja Shopping", False)]
     categories = b.data("/categorias/produtos")
     assert any(c["categoriaPai"]["id"] for c in categories) and any(not c["categoriaPai"]["id"] for c in categories)
     kinds = {m["descricao"]: m["tipoPagamento"] for m in b.data("/formas-pagamentos")}

@@ -187,11 +187,12 @@ def test_a_wrong_cpf_or_unbalanced_sale_is_refused_naming_field_and_fix(cplug):
 def test_an_interrupted_pull_resumes_without_skipping_a_record(cplug):
     """CPlug lists by id, not by updated_at: a page may hold newer records than the pages after it."""
     box, url = cplug
+    stamps = [stamp(60 - 10 * i) for i in range(6)]
     ids = [box.create("sellers", {"name": f"Vendedor {i}", "document": None, "status": "available",
-                                  "updated_at": stamp(60 - 10 * i)}) for i in range(6)]
+                                  "updated_at": stamps[i]}) for i in range(6)]
     ctx = connect(box, url, page_size=2)
     first, _, cursor = pull(ctx, "sellers")
-    assert len(first) == 6 and cursor == stamp(10)
+    assert len(first) == 6 and cursor == stamps[5]
 
     for i in (0, 1):
         box.touch("sellers", ids[i])  # now

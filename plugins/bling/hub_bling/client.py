@@ -32,8 +32,9 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ex
 
 from hub_bling.options import TIME_ZONE, BlingOptions
 
-SAFETY = 0.97
-"""Fraction of the published rate actually used."""
+SAFETY = 0.96
+"""Fraction of the published rate actually used: the slack absorbs a request sent a few tens of milliseconds late
+(a busy host, a thread scheduled late), so Bling's sliding window never sees a fourth request in a second."""
 
 ERROR_WINDOW, ERROR_CEILING = 10.0, 120
 """Bling blocks an IP after 300 errors in 10 s; the client pauses long before (per process)."""

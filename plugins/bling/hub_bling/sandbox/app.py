@@ -176,7 +176,7 @@ def build_app(box: BlingSandbox) -> Starlette:
                                    "headers": headers})
             if now < st.blocked_until:
                 return oauth.blocked_response()
-            fault = st.faults.popleft() if st.faults else None
+            fault = st.faults.popleft() if st.faults else box.random_fault()
             if method == "POST" and st.write_timeouts:
                 st.write_timeouts -= 1
                 late = True

@@ -7,6 +7,7 @@ lock. Webhooks are built under the lock and posted after it is released.
 from __future__ import annotations
 
 import copy
+import random
 import secrets
 from typing import Any
 
@@ -18,6 +19,7 @@ from .parties import insert_contact, seller_view
 from .state import ACOES, SITUACOES, SaleMeta, State, Token
 
 FAULTS = ("500", "timeout", "slow", "429", "429-day", "401", "repeat_page", "timeout-after-write")
+RANDOM_FAULTS = ("500", "timeout", "slow", "429", "401")
 SEEDERS = {"products": seed.products, "categories": seed.categories, "customers": seed.customers,
            "sellers": seed.sellers, "payment_methods": seed.payment_methods, "stock": seed.stock,
            "sales": seed.sales}
@@ -37,6 +39,9 @@ class BlingSandbox:
         st.rate_per_second, st.daily_limit = rate_per_second, daily_limit
         st.nfe_delay_seconds = nfe_delay_seconds
         self.fault_delay = fault_delay
+        self.fault_rate = 0.0
+        self.fault_kinds: tuple[str, ...] = ()
+        self._fault_rng = random.Random(0)
         self.webhook_url: str | None = None
         self.webhook_log: list[dict[str, Any]] = []
         self._bootstrap()
@@ -230,6 +235,22 @@ class BlingSandbox:
                 st.write_timeouts += times
             else:
                 st.faults.extend([kind] * times)
+
+    def set_fault_rate(self, rate: float, kinds: tuple[str, ...] = ("500", "timeout", "429"), seed: int = 0) -> None:
+        """Fail a random ``rate`` of the API requests (0 stops it) with one of ``kinds``, drawn from a generator
+        seeded with ``seed``; faults queued by :meth:`inject_fault` go first. The OAuth endpoints are spared."""
+        unknown = [k for k in kinds if k not in RANDOM_FAULTS]
+        if not 0 <= rate <= 1 or unknown or (rate and not kinds):
+            raise ValueError(f"fault rate {rate} with kinds {kinds}: the rate goes from 0 to 1 and the kinds are "
+                             f"{', '.join(RANDOM_FAULTS)}")
+        with self.state.lock:
+            self.fault_rate, self.fault_kinds, self._fault_rng = rate, tuple(kinds), random.Random(seed)
+
+    def random_fault(self) -> str | None:
+        """The fault of the request being gated, if the random rate picks one (call with the lock held)."""
+        if self.fault_rate and self._fault_rng.random() < self.fault_rate:
+            return self._fault_rng.choice(self.fault_kinds)
+        return None
 
     # --- OAuth and limits -------------------------------------------------------------------------------
 

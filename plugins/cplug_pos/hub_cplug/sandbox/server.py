@@ -13,6 +13,7 @@ import asyncio
 import itertools
 import json
 import math
+import random
 import re
 import secrets
 import threading
@@ -57,6 +58,7 @@ FILTERS: dict[str, dict[str, str]] = {
 }
 """Query parameter -> field: ``~`` contains (case-insensitive), ``*`` a comma-separated list of values."""
 FAULT_KINDS = ("500", "timeout", "429", "401", "repeat_page", "slow")
+RANDOM_FAULTS = ("500", "timeout", "429", "401", "slow")
 
 Handler = Callable[[Request], Awaitable[Response]]
 Problems = list[tuple[str, str, str]]
@@ -123,6 +125,9 @@ class CPlugSandbox:
         self._tokens: dict[str, float] = {}
         self._refresh_tokens: set[str] = set()
         self._faults: deque[tuple[str, str | None]] = deque()
+        self.fault_rate = 0.0
+        self.fault_kinds: tuple[str, ...] = ()
+        self._fault_rng = random.Random(0)
         self._repeat_armed = 0
         self._last_page: dict[str, bytes] = {}
         self._bucket = [float(rate_per_second or 0), time.monotonic()]
@@ -214,6 +219,16 @@ class CPlugSandbox:
                 self._repeat_armed += times
             else:
                 self._faults.extend([(kind, method.upper() if method else None)] * times)
+
+    def set_fault_rate(self, rate: float, kinds: tuple[str, ...] = ("500", "timeout", "429"), seed: int = 0) -> None:
+        """Fail a random ``rate`` of the API requests (0 stops it) with one of ``kinds``, drawn from a generator
+        seeded with ``seed``; faults queued by :meth:`inject_fault` go first. ``/oauth/token`` is spared."""
+        unknown = [k for k in kinds if k not in RANDOM_FAULTS]
+        if not 0 <= rate <= 1 or unknown or (rate and not kinds):
+            raise ValueError(f"fault rate {rate} with kinds {kinds}: the rate goes from 0 to 1 and the kinds are "
+                             f"{', '.join(RANDOM_FAULTS)}")
+        with self._lock:
+            self.fault_rate, self.fault_kinds, self._fault_rng = rate, tuple(kinds), random.Random(seed)
 
     # --- extras for flows and tests ------------------------------------------------------------------------------
 
@@ -616,6 +631,8 @@ class CPlugSandbox:
             if only is None or only == method:
                 del self._faults[i]
                 return kind
+        if self.fault_rate and self._fault_rng.random() < self.fault_rate:
+            return self._fault_rng.choice(self.fault_kinds)
         return None
 
     def _take_token(self) -> int | None:
