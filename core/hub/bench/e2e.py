@@ -16,10 +16,10 @@ and with the limits off (``rate_per_second=None``, ``daily_limit=None``: whichev
 
 from __future__ import annotations
 
-import inspect
 import json
 import multiprocessing
 import os
+import re
 import resource
 import statistics
 import tempfile
@@ -47,7 +47,7 @@ from hub.sync.loading import Runtime, find_route
 from hub.sync.pull import sync_route
 
 LIMITS_OFF = {"rate_per_second": None, "daily_limit": None}
-"""Keyword arguments that lift a sandbox's limits; only those its factory accepts are passed."""
+"""Keyword arguments that lift a sandbox's limits; those its factory does not take are dropped."""
 
 
 # --- a sandbox in its own process ---------------------------------------------------------------------------
@@ -57,11 +57,16 @@ def _serve_sandbox(pipe: Pipe, platform: str, kwargs: dict[str, Any]) -> None:
     """Child process: build the platform's sandbox, serve it, answer commands until ``stop``."""
     from hub.sandbox import serve
 
-    factory = get_registry().platform(platform).sandbox
-    assert factory is not None
-    box = factory(**kwargs)
-    served = serve(box.app)
-    pipe.send((served.base_url, box.connection(served.base_url)))
+    try:
+        factory = get_registry().platform(platform).sandbox
+        if factory is None:
+            raise ValueError(f"platform {platform} ships no sandbox")
+        box, kwargs = _build(factory, kwargs)
+        served = serve(box.app)
+        pipe.send((served.base_url, box.connection(served.base_url), kwargs))
+    except Exception as exc:
+        pipe.send({"error": f"{type(exc).__name__}: {exc}"})
+        return
 
     def stats() -> dict[str, Any]:
         log = getattr(box, "request_log", None)
@@ -90,6 +95,19 @@ def _serve_sandbox(pipe: Pipe, platform: str, kwargs: dict[str, Any]) -> None:
         pipe.send(reply)
 
 
+def _build(factory: Any, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The sandbox, built with those of ``kwargs`` its factory takes (a limit it does not have is not lifted)."""
+    kwargs = dict(kwargs)
+    while True:
+        try:
+            return factory(**kwargs), kwargs
+        except TypeError as exc:
+            found = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
+            if found is None or found.group(1) not in kwargs:
+                raise
+            del kwargs[found.group(1)]
+
+
 class Child:
     """The parent's handle on one sandbox process."""
 
@@ -103,7 +121,11 @@ class Child:
         if not self.pipe.poll(120):
             self.process.kill()
             raise RuntimeError(f"the {platform} sandbox did not start")
-        self.base_url, self.connection = self.pipe.recv()
+        reply = self.pipe.recv()
+        if isinstance(reply, dict):
+            self.process.join(timeout=10)
+            raise RuntimeError(f"the {platform} sandbox did not start: {reply['error']}")
+        self.base_url, self.connection, self.kwargs = reply
         self.stopped: dict[str, Any] | None = None
 
     def call(self, *command: Any) -> Any:
@@ -183,16 +205,6 @@ def _scaled(seed: Seed, base: dict[str, int], products: int, sales: int, categor
     return Seed(connection=seed.connection, stream=seed.stream, count=count)
 
 
-def _accepted(factory: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        return kwargs
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return kwargs
-    return {k: v for k, v in kwargs.items() if k in params}
-
-
 # --- one phase ----------------------------------------------------------------------------------------------
 
 
@@ -235,9 +247,8 @@ def run_phase(path: Path, limits: bool, products: int, sales: int, categories: i
                 factory = registry.platform(conn.platform).sandbox
                 if factory is None:
                     raise ConfigError(f"{routes_path}: platform {conn.platform} ships no sandbox; the bench needs one")
-                kwargs = {} if limits else _accepted(factory, LIMITS_OFF)
-                sandboxes[cname] = {"platform": conn.platform, **kwargs}
-                child = children[cname] = Child(conn.platform, kwargs)
+                child = children[cname] = Child(conn.platform, {} if limits else LIMITS_OFF)
+                sandboxes[cname] = {"platform": conn.platform, **child.kwargs}
                 conn.options = {**conn.options, **child.connection["options"]}
                 creds: dict[str, config.EnvSecret | str] = {}
                 for key, value in child.connection["credentials"].items():

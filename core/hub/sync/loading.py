@@ -8,7 +8,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from hub.crypto import Vault
@@ -72,9 +72,10 @@ def credentials_of(vault: Vault, conn: Connection) -> dict[str, str]:
 
 def write_calls(s: Session, tenant: str, connection_id: int | None, calls: list[ApiEntry]) -> None:
     now = utcnow()
-    for c in calls:
-        s.add(ApiCall(tenant_id=tenant, connection_id=connection_id, at=c.at or now, action=c.action[:200],
-                      model=c.model, status=c.status, duration_ms=c.duration_ms, error=c.error, fix=c.fix))
+    if calls:
+        s.execute(insert(ApiCall), [
+            dict(tenant_id=tenant, connection_id=connection_id, at=c.at or now, action=c.action[:200], model=c.model,
+                 status=c.status, duration_ms=c.duration_ms, error=c.error, fix=c.fix) for c in calls])
     calls.clear()
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -14,7 +17,7 @@ from hub.platform import Incoming, Page
 from hub.store import statistics
 from hub.store.engine import utcnow
 from hub.store.schema import Connection, Cursor, Route
-from hub.sync.context import ConnectorContext, RouteView
+from hub.sync.context import ApiEntry, ConnectorContext, RouteView
 from hub.sync.ingest import PULL_HOOKS, PageCounts, enqueue, ingest_page, operation_row
 from hub.sync.loading import (
     Runtime,
@@ -54,6 +57,57 @@ def _pages(rt: Runtime, ctx: ConnectorContext, platform: str, stream: str, since
     kwargs = {"ctx": ctx, "stream": stream, "since": since}
     pages: Iterable[Page] = rt.registry.call(platform, hook, **kwargs)
     return pages
+
+
+READ_AHEAD = 1
+"""Pages read ahead of the one being written: the platform's next page is fetched while the store writes this one
+(memory stays bounded by a few pages)."""
+
+
+def read_ahead(pages: Iterable[Page], ctx: ConnectorContext) -> Iterator[tuple[Page, list[ApiEntry]]]:
+    """Run the plugin's page generator in a thread, so reading the platform and writing the store overlap. Each page
+    comes with the API calls made to read it; an error in the reader is raised here, in order."""
+    box: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=READ_AHEAD)
+    stop = threading.Event()
+
+    def put(item: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                box.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        iterator = iter(pages)
+        try:
+            for page in iterator:
+                calls = ctx.calls[:]
+                del ctx.calls[:len(calls)]
+                if not put(("page", (page, calls))):
+                    return
+            put(("end", None))
+        except BaseException as exc:  # handed to the consumer, which raises it where the page would be
+            put(("error", exc))
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+
+    reader = threading.Thread(target=produce, name="hub-read-ahead", daemon=True)
+    reader.start()
+    try:
+        while True:
+            kind, value = box.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        reader.join()
 
 
 def preflight(rt: Runtime, route: Route, view: RouteView, source: Connection) -> None:
@@ -133,7 +187,7 @@ def _sync_stream(rt: Runtime, route: Route, view: RouteView, source: Connection,
         ctx = make_context(rt, source, view, stream)
         try:
             previous: tuple[tuple[str, ...], str | None] | None = None
-            for page in _pages(rt, ctx, source.platform, stream, since):
+            for page, calls in read_ahead(_pages(rt, ctx, source.platform, stream, since), ctx):
                 signature = (tuple(r.external_id for r in page.records), page.cursor)
                 if page.records and signature == previous:
                     raise PaginationLoop(f"{source.platform} returned the same page twice while reading {stream} "
@@ -146,7 +200,7 @@ def _sync_stream(rt: Runtime, route: Route, view: RouteView, source: Connection,
                     if page.cursor is not None:
                         cursor.position = since = page.cursor
                     cursor.updated_at = utcnow()
-                    write_calls(s, route.tenant_id, source.id, ctx.calls)
+                    write_calls(s, route.tenant_id, source.id, calls)
                     s.expunge(route)
                     statistics.refresh(s, result.pages + 1)
                 result.pages += 1

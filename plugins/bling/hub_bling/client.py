@@ -44,7 +44,10 @@ _errors_lock = threading.Lock()
 
 
 def options(ctx: ConnectorContext) -> BlingOptions:
-    return BlingOptions.model_validate(ctx.options)
+    parsed = ctx.cache.get("bling_options")
+    if not isinstance(parsed, BlingOptions):
+        parsed = ctx.cache["bling_options"] = BlingOptions.model_validate(ctx.options)
+    return parsed
 
 
 def account_key(ctx: ConnectorContext) -> str:
