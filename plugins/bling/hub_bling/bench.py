@@ -52,15 +52,15 @@ def _hub_pull(connection: dict[str, Any], tmp: Path) -> dict[str, Any]:
     from hub.crypto import Vault
     from hub.registry import get_registry
     from hub.settings import Settings
-    from hub.store import migrate
     from hub.store.engine import Store, utcnow
+    from hub.store.migrate import upgrade
     from hub.store.schema import Connection, Route, Tenant
     from hub.sync.loading import Runtime
     from hub.sync.pull import sync_route
 
     settings = Settings(home=tmp, database_url=f"sqlite:///{tmp / 'bench.db'}")
     store = Store.from_url(settings.resolved_database_url())
-    migrate.upgrade(store)
+    upgrade(store)
     rt = Runtime(store=store, vault=Vault(settings), registry=get_registry())
     now = utcnow()
     with store.begin() as s:

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 from hub import PushResult
-from hub.errors import Fatal, InvalidRecord
+from hub.errors import Fatal, InvalidRecord, Retriable
 from hub.models import Action, Customer, Sale, StatusTransition
 from hub.sync.context import ConnectorContext, RouteView
 
@@ -174,8 +174,23 @@ def contact_id(ctx: ConnectorContext, customer: Customer | None) -> int:
         found = find_contact(ctx, customer.document)
         if found is not None:
             return found
+        return create_contact(ctx, customer)
+
+
+def create_contact(ctx: ConnectorContext, customer: Customer) -> int:
+    """Create the contact (the caller holds its lock). A create that timed out may still land on Bling's side after
+    the client gave up; the lock is kept while it is looked for again, so nobody creates it a second time."""
+    try:
         created = request(ctx, "POST", "/contatos", json_body=mappers.contact_body(customer))
-        return int(created["data"]["id"])
+    except Retriable:
+        if not customer.document:
+            raise
+        time.sleep(min(options(ctx).timeout_seconds, 10.0))
+        found = find_contact(ctx, customer.document)
+        if found is None:
+            raise
+        return found
+    return int(created["data"]["id"])
 
 
 def push_customer(ctx: ConnectorContext, customer: Customer, external_id: str | None) -> PushResult:
@@ -183,9 +198,9 @@ def push_customer(ctx: ConnectorContext, customer: Customer, external_id: str | 
         with ctx.lock(f"contact:{customer.document}"):
             found = find_contact(ctx, customer.document)
             if found is None:
-                created = request(ctx, "POST", "/contatos", json_body=mappers.contact_body(customer))
-                ctx.record_remote_id(str(created["data"]["id"]))
-                return PushResult(external_id=str(created["data"]["id"]))
+                contact = str(create_contact(ctx, customer))
+                ctx.record_remote_id(contact)
+                return PushResult(external_id=contact)
             external_id = str(found)
     if external_id is None:
         created = request(ctx, "POST", "/contatos", json_body=mappers.contact_body(customer))
@@ -366,10 +381,11 @@ def account_does(ctx: ConnectorContext, action: str, from_name: str, to_name: st
                for o, d, acts in cached(ctx, "transitions", load))
 
 
-def _already(text: str) -> bool:
-    """Bling's refusal of a posting that exists ("O estoque já foi lançado")."""
+def _already(name: str, text: str) -> bool:
+    """Bling's refusal of a posting that exists ("O estoque já foi lançado"), or of a reversal already made ("O
+    estoque não foi lançado": the hub posts before it reverses, so an earlier attempt reversed it)."""
     plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
-    return re.search(r"\bja\b", plain) is not None
+    return re.search(r"\bnao (foi|foram) lancad" if name.startswith("estornar") else r"\bja\b", plain) is not None
 
 
 def perform(ctx: ConnectorContext, action: Action, sale: Sale, external_id: str) -> PushResult:
@@ -390,7 +406,7 @@ def perform(ctx: ConnectorContext, action: Action, sale: Sale, external_id: str)
     if isinstance(answer, httpx.Response):
         error = error_body(answer)
         text = " ".join(m for _, m in field_messages(error)) or str(error.get("description") or error.get("message"))
-        if _already(text):
+        if _already(name, text):
             # An earlier attempt got through before the worker stopped: the posting exists, once.
             return PushResult(external_id=external_id, warnings=[f"{name} on sale {sale.number}: {text}"])
         raise error_for(ctx, answer, f"Bling POST {path} (tenant {ctx.tenant}, connection {ctx.connection})")
