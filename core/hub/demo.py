@@ -76,6 +76,17 @@ def load_scenario(path: Path) -> Scenario:
             from None
 
 
+def open_scenario(path: Path) -> tuple[Scenario, Path, config.RoutesFile, config.TenantConfig]:
+    """The scenario, its route file's path, the parsed route file and the scenario's tenant in it."""
+    scenario = load_scenario(path)
+    routes_path = (path.parent / scenario.routes).resolve()
+    parsed = config.load(routes_path)
+    tenant = parsed.tenants.get(scenario.tenant)
+    if tenant is None:
+        raise ConfigError(f"{path}: tenant {scenario.tenant!r} is not in {routes_path}")
+    return scenario, routes_path, parsed, tenant
+
+
 def default_scenario(registry: Registry) -> Path:
     """The demo a platform plugin ships (the first by platform name, when several do)."""
     for name in sorted(registry.platforms):
@@ -90,12 +101,7 @@ def run_demo(scenario_path: str | None, *, echo: Say | None = None, home: Path |
     say = echo or (lambda _line: None)
     registry = get_registry()
     path = Path(scenario_path) if scenario_path else default_scenario(registry)
-    scenario = load_scenario(path)
-    routes_path = (path.parent / scenario.routes).resolve()
-    parsed = config.load(routes_path)
-    tenant = parsed.tenants.get(scenario.tenant)
-    if tenant is None:
-        raise ConfigError(f"{path}: tenant {scenario.tenant!r} is not in {routes_path}")
+    scenario, routes_path, parsed, tenant = open_scenario(path)
     workdir = home or Path(tempfile.mkdtemp(prefix="hub-demo-"))
     settings = Settings(home=workdir)
     store = Store.from_url(settings.resolved_database_url())

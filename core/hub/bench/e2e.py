@@ -35,7 +35,7 @@ from sqlalchemy import func, select
 from hub.config import apply as applying
 from hub.config import routes as config
 from hub.crypto import Vault
-from hub.demo import Scenario, Seed, default_scenario, load_scenario
+from hub.demo import Scenario, Seed, default_scenario, open_scenario
 from hub.errors import ConfigError
 from hub.registry import get_registry
 from hub.settings import Settings
@@ -228,12 +228,7 @@ def _requests(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]
 def run_phase(path: Path, limits: bool, products: int, sales: int, categories: int = 20,
               threads: int = 4) -> dict[str, Any]:
     registry = get_registry()
-    scenario = load_scenario(path)
-    routes_path = (path.parent / scenario.routes).resolve()
-    parsed = config.load(routes_path)
-    tenant = parsed.tenants.get(scenario.tenant)
-    if tenant is None:
-        raise ConfigError(f"{path}: tenant {scenario.tenant!r} is not in {routes_path}")
+    scenario, routes_path, parsed, tenant = open_scenario(path)
     legs = plan(scenario, tenant, products, sales, categories)
     children: dict[str, Child] = {}
     with tempfile.TemporaryDirectory(prefix="hub-bench-e2e-") as tmp:
