@@ -12,8 +12,15 @@ from hub.sandbox import serve
 from hub.settings import Settings
 from hub.store import migrate
 from hub.store.engine import Store
+from hub.sync.context import clear_connection_caches
 from hub.sync.loading import Runtime
 from hub.testing import fresh_database_url
+
+
+@pytest.fixture(autouse=True)
+def _fresh_connection_caches() -> None:
+    """Each test's sandboxes are new platforms, even on a port an earlier test's sandbox used."""
+    clear_connection_caches()
 
 
 @pytest.fixture

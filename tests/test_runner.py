@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import datetime
 
+from click.testing import CliRunner
+from hub.cli import cli
+from hub.runner.routes import RunPolicy, run_route
 from hub.runner.service import Service, schedule_once
 from hub.store.engine import utcnow
 from hub.store.schema import Route
@@ -17,12 +21,61 @@ from tests.flows import apply_demo_routes
 def test_scheduler_starts_each_due_route_once_across_instances(rt, tmp_path):
     apply_demo_routes(rt, tmp_path, "http://127.0.0.1:9", "http://127.0.0.1:9")
     started: list[tuple[str, str]] = []
-    assert schedule_once(rt, lambda t, r: started.append((t, r))) == 2
-    assert schedule_once(rt, lambda t, r: started.append((t, r))) == 0
+    assert schedule_once(rt, lambda t, r, _lease: started.append((t, r))) == 2
+    assert schedule_once(rt, lambda t, r, _lease: started.append((t, r))) == 0
     assert sorted(started) == [("demo", "catalog"), ("demo", "sales")]
     with rt.store.sessions() as s:
         nxt = {r.name: r.next_run_at for r in s.scalars(select(Route))}
-    assert (nxt["catalog"] - utcnow()).total_seconds() > 250
+    assert (nxt["catalog"] - utcnow()).total_seconds() > 100, "a claimed route is held for its lease"
+
+
+def test_a_lost_run_message_is_sent_again_once_its_lease_lapses(rt, tmp_path):
+    apply_demo_routes(rt, tmp_path, "http://127.0.0.1:9", "http://127.0.0.1:9")
+    policy = RunPolicy(lease_seconds=0.3)
+    lost: list[str] = []
+    assert schedule_once(rt, lambda t, r, _lease: lost.append(r), policy) == 2
+    assert schedule_once(rt, lambda t, r, _lease: lost.append(r), policy) == 0, "a run in its lease starts twice"
+    time.sleep(0.4)
+    resent: list[tuple[str, str, str]] = []
+    assert schedule_once(rt, lambda t, r, lease: resent.append((t, r, lease)), policy) == 2, \
+        "routes whose run message was lost (no outcome within the lease) were not started again"
+    assert sorted(r for _, r, _ in resent) == ["catalog", "sales"]
+
+
+def test_a_failing_run_is_retried_with_growing_backoff_and_shown_in_status(rt, settings, tmp_path, monkeypatch):
+    apply_demo_routes(rt, tmp_path, "http://127.0.0.1:9", "http://127.0.0.1:9")  # nothing answers there
+    with rt.store.begin() as s:
+        s.execute(update(Route).where(Route.name == "sales").values(enabled=False))
+    policy = RunPolicy(retry_base_seconds=0.5, retry_cap_seconds=1.5)
+    delays = []
+    runs: list[tuple[str, str, str]] = []
+    for failures in (1, 2, 3):
+        runs.clear()
+        assert schedule_once(rt, lambda t, r, lease: runs.append((t, r, lease)), policy) == 1, \
+            f"the failed route was not retried (after {failures - 1} failures)"
+        (tenant, name, lease) = runs[0]
+        report = run_route(rt, tenant, name, datetime.fromisoformat(lease), policy)
+        assert not report.ok, "the run was expected to fail: its platform does not answer"
+        with rt.store.sessions() as s:
+            route = s.scalar(select(Route).where(Route.name == "catalog"))
+        assert route is not None and route.sync_failures == failures, "consecutive failures are not counted"
+        assert route.next_run_at is not None, "a failed route must be due again"
+        delays.append((route.next_run_at - utcnow()).total_seconds())
+        assert schedule_once(rt, lambda *_: None, policy) == 0, "a failed route was retried without waiting"
+        time.sleep(delays[-1] + 0.05)
+    assert 0.3 < delays[0] < 0.7 and delays[1] > delays[0] and delays[2] <= 1.5, \
+        f"expected a doubling backoff capped at 1.5 s, got {delays}"
+
+    monkeypatch.setenv("HUB_DATABASE_URL", settings.resolved_database_url())
+    monkeypatch.setenv("HUB_HOME", str(tmp_path))
+    from hub.settings import get_settings
+
+    get_settings.cache_clear()
+    try:
+        out = CliRunner().invoke(cli, ["status", "demo"]).output
+    finally:
+        get_settings.cache_clear()
+    assert "failed 3 times in a row" in out and "next try" in out, f"hub status hides the failing route:\n{out}"
 
 
 def test_the_service_syncs_a_scheduled_route_end_to_end(rt, tmp_path, lojinha_pair):
@@ -47,3 +100,25 @@ def test_the_service_syncs_a_scheduled_route_end_to_end(rt, tmp_path, lojinha_pa
         service.stop(timeout=10)
     assert len(shop.records("products")) == 40
     assert len(shop.records("categories")) == 3
+
+
+def test_a_long_run_keeps_its_route_and_a_killed_one_comes_back(rt, tmp_path):
+    """The claim is renewed while the run goes on (a first sync of a big catalog takes hours), and lapses soon
+    after its worker dies."""
+    from hub.runner.routes import Lease
+
+    apply_demo_routes(rt, tmp_path, "http://127.0.0.1:9", "http://127.0.0.1:9")
+    policy = RunPolicy(lease_seconds=0.3)
+    runs: list[tuple[str, str, str]] = []
+    assert schedule_once(rt, lambda t, r, lease: runs.append((t, r, lease)), policy) == 2
+    tenant, name, lease_until = next(run for run in runs if run[1] == "catalog")
+    with Lease(rt, tenant, name, datetime.fromisoformat(lease_until), policy):
+        time.sleep(1.0)  # over three leases long
+        again: list[str] = []
+        schedule_once(rt, lambda t, r, _lease: again.append(r), policy)
+        assert "catalog" not in again, "a run still going was started a second time"
+    # The worker dies here: nothing renews the lease or records an outcome.
+    time.sleep(0.4)
+    back: list[str] = []
+    schedule_once(rt, lambda t, r, _lease: back.append(r), policy)
+    assert "catalog" in back, "the run of a killed worker never came back"

@@ -11,6 +11,9 @@ from hub.sync.loading import Runtime
 
 
 def build_runtime(settings: Settings | None = None, store: Store | None = None) -> Runtime:
+    """The runtime of ``hub run``, ``hub sync`` and the CLI. It renews strictly rotating tokens in a detached
+    process (:mod:`hub.sync.renewal`), which rebuilds it from the same settings, so a worker killed mid-rotation
+    does not lose the new pair."""
     settings = settings or get_settings()
     return Runtime(
         store=store or Store.from_url(settings.resolved_database_url()),
@@ -20,4 +23,6 @@ def build_runtime(settings: Settings | None = None, store: Store | None = None) 
         max_attempts=settings.max_attempts,
         max_backoff_seconds=settings.max_backoff_seconds,
         throttle=make_throttle(settings.redis_url),
+        detached_renewal=True,
+        settings=settings,
     )

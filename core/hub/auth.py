@@ -34,7 +34,8 @@ def authorize(rt: Runtime, connection_id: int, grant: dict[str, str]) -> int:
         creds.update(grant)
         creds.pop("access_token", None)
         conn.credentials = rt.vault.encrypt(creds)
-        conn.token_expires_at = None
+        conn.token_expires_at = conn.token_issued_at = None
+        conn.auth_attempt_at = conn.auth_attempt_token = None  # a new grant: an earlier lost rotation is moot
     ensure_auth(rt, connection_id, force=True)
     with rt.store.begin() as s:
         conn = s.get_one(Connection, connection_id)
@@ -43,3 +44,28 @@ def authorize(rt: Runtime, connection_id: int, grant: dict[str, str]) -> int:
                                                     Operation.state == "pending")
                             .values(available_at=utcnow()))
         return int(resumed.rowcount)  # type: ignore[attr-defined]
+
+
+class Authorization:
+    """What a plugin's ``hub auth PLATFORM TENANT`` command works with, without touching the store itself: the
+    connection's context (options and stored credentials, e.g. to build the platform's consent link) and
+    :meth:`complete`, which exchanges the grant a person brought back and resumes the connection's queued work."""
+
+    def __init__(self, tenant: str, platform: str, connection: str | None = None) -> None:
+        from hub.app import build_runtime
+        from hub.store.migrate import require_head
+        from hub.sync.loading import connection_context
+
+        self._rt = build_runtime()
+        require_head(self._rt.store)
+        self._conn = find_connection(self._rt, tenant, platform, connection)
+        self.tenant, self.platform, self.connection = tenant, platform, self._conn.name
+        self.context = connection_context(self._rt, self._conn)
+
+    def complete(self, grant: dict[str, str]) -> int:
+        """Store ``grant`` (e.g. ``{"authorization_code": ...}``), let the plugin exchange it, resume the
+        connection; return how many waiting operations resume."""
+        try:
+            return authorize(self._rt, self._conn.id, grant)
+        finally:
+            self.context.close()

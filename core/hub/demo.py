@@ -126,7 +126,7 @@ def run_demo(scenario_path: str | None, *, echo: Say | None = None, home: Path |
             conn.options = {**conn.options, **info["options"]}
             creds: dict[str, config.EnvSecret | str] = {}
             for key, value in info["credentials"].items():
-                var = f"HUB_DEMO_{scenario.tenant}_{cname}_{key}".upper().replace("-", "_")
+                var = f"{conn.platform}_HUB_DEMO_{scenario.tenant}_{cname}_{key}".upper().replace("-", "_")
                 os.environ[var] = value
                 creds[key] = config.EnvSecret(env=var)
             conn.credentials = creds
@@ -162,12 +162,7 @@ def run_demo(scenario_path: str | None, *, echo: Say | None = None, home: Path |
 
 
 def _summaries(boxes: dict[str, Sandbox]) -> dict[str, dict[str, Any]]:
-    out = {}
-    for name, box in boxes.items():
-        summary = getattr(box, "summary", None)
-        if callable(summary):
-            out[name] = summary()
-    return out
+    return {name: box.summary() for name, box in boxes.items()}
 
 
 def _show(say: Say, when: str, summaries: dict[str, dict[str, Any]]) -> None:

@@ -23,6 +23,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+__all__ = [
+    "AuthExpired", "AuthRevoked", "BadSignature", "ConfigError", "ConnectorError", "Fatal", "HubError",
+    "InvalidRecord", "NotFound", "PaginationLoop", "QuotaExhausted", "RateLimited", "Retriable", "SchemaOutOfDate",
+]
+
 
 class HubError(Exception):
     """Base class. ``fix`` tells an operator what to check or change."""

@@ -3,15 +3,17 @@
 Two kinds of call, chosen per hook and never mixed:
 
 **Targeted** hooks are called on exactly one plugin: the one that registered the platform of the connection at
-hand (the route's source for pulls, its sink for pushes). Dispatch is deterministic: the core looks the
-implementation up by plugin name; pluggy's broadcast, which cannot say who answered, is not used for them.
+hand (the route's source for pulls, its sink for pushes). Dispatch is deterministic: the core calls them through a
+pluggy subset caller that leaves every other plugin's implementation out (other plugins' wrappers still run, and
+``HUB_TRACE_PLUGINS`` traces the call); see :mod:`hub.registry`.
 ``authenticate``, ``pull_catalog``, ``pull_sales``, ``pull_invoices``, ``push_catalog``, ``push_stock``,
 ``push_price``, ``push_sale``, ``push_invoice``, ``emit_invoice``, ``perform_action``, ``prune_catalog`` and
 ``parse_webhook`` are targeted.
 
 **Broadcast** hooks are called on every plugin and their answers are collected:
 ``register_platforms``, ``register_commands``, ``validate_fiscal`` (every problem from every plugin) and
-``on_status_transition`` (every interested plugin names the actions it wants; the core runs each exactly once).
+``on_status_transition`` (the core matches the route's transition rules; every plugin of the route may name more
+actions; the core runs each exactly once, on the route's platform that declares it in ``Platform.actions``).
 
 Targeted hooks receive ``ctx`` (:class:`hub.sync.context.ConnectorContext`): the connection's options and
 credentials, an httpx client whose every call lands in the API log, the route's mappings and a binder. They
@@ -160,7 +162,10 @@ def emit_invoice(
 def perform_action(
     ctx: ConnectorContext, action: Action, record: Canonical, external_id: str, idempotency_key: str
 ) -> PushResult:
-    """Run one action asked for by ``on_status_transition`` on the record's remote copy."""
+    """Run one action of a status change (see ``on_status_transition``) on the record's remote copy.
+
+    ``action.params`` hold the change (``from``, ``to``); ``external_id`` is the record's id on this connection.
+    To decline (the platform does it already), return the PushResult with a warning saying why."""
 
 
 # --- broadcast: every plugin ------------------------------------------------------------------------------
@@ -188,11 +193,23 @@ def validate_fiscal(
 
 
 @hookspec
-def on_status_transition(transition: StatusTransition, route: RouteView) -> list[Action] | None:
-    """Name the actions this plugin's platform must run for a status change on a route it is part of.
+def on_status_transition(
+    transition: StatusTransition, route: RouteView, actions: list[Action]
+) -> list[Action] | None:
+    """Name the actions, beyond the route's own, that this plugin's platform must run for a status change.
 
-    Plan only, do no I/O: the core records each action as an operation (once per record and transition) and
-    runs it through ``perform_action`` on the connection of this plugin's platform.
+    The core plans the route's actions itself: ``actions`` are those of every rule of ``route.transitions`` that
+    matches the change (``'*'`` matches any status, a new sale's missing one included), in rule order, each with
+    the change in ``params["from"]``/``params["to"]``. A plugin need not answer at all; re-matching the rules is
+    not its job. Its answer adds actions; every answer of every plugin that owns the route's source or sink is
+    kept (other plugins are not part of the route and are ignored). Each action, the route's and the plugins',
+    runs exactly once per record and change, through ``perform_action`` on the route's connection whose platform
+    declares it in ``Platform.actions`` (the sink when both ends do); an answered action none of the plugin's
+    platforms on the route declares is not run (a warning is logged).
+
+    Plan only, do no I/O. An action must not run in some case that needs the platform's state to tell (e.g.
+    Bling skips a posting the account's own transition manager already makes): ``perform_action`` decides it
+    and answers with a warning instead of a call; the core never removes a planned action.
     """
 
 

@@ -14,6 +14,37 @@ from hub.models import Canonical
 if TYPE_CHECKING:
     from hub.sandbox import Sandbox
 
+TOKEN_TIMEOUT_SECONDS = 60.0
+"""How long a token call may take by default: longer than ordinary calls, because a token answer lost to a client
+timeout may leave a rotated refresh token that nobody holds."""
+
+
+@dataclass(frozen=True)
+class MappingTable:
+    """A DE-PARA table a plugin adds to the route vocabulary (e.g. Plugg.to's ``channels``, Zydon's ``price_lists``).
+
+    With ``stream`` and ``field`` the core translates that top-level field of the stream's records through the
+    route's table before every push (a value missing from a table that is present is refused, never guessed);
+    without them the plugin reads the table itself with ``ctx.mapping(name)``."""
+
+    name: str
+    description: str
+    stream: str | None = None
+    field: str | None = None
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """A stream a plugin adds to the route vocabulary: its canonical model and the hooks that read and write it.
+
+    ``pull_hook``/``push_hook`` name hooks of :mod:`hub.hookspecs` (``pull_catalog``/``push_catalog`` get the
+    stream's name as ``stream``). List the stream in ``pulls``/``pushes`` too, as for a built-in one."""
+
+    name: str
+    model: type[Canonical]
+    pull_hook: str = "pull_catalog"
+    push_hook: str = "push_catalog"
+
 
 @dataclass(frozen=True)
 class Platform:
@@ -23,6 +54,9 @@ class Platform:
     valid only when its source pulls and its sink pushes every stream it lists. ``options`` validates a
     connection's ``options`` block and ``credentials`` names the secrets it needs (both checked by
     ``hub routes validate``). ``sandbox`` builds the emulator the tests and ``hub demo`` run against.
+    ``actions`` are the transition actions it runs (``perform_action``): a route's rule naming one runs it on
+    this platform. ``mapping_tables`` and ``streams`` add DE-PARA tables and streams that route files may use
+    (the core's are in :mod:`hub.streams`), without a change to the core.
     """
 
     name: str
@@ -39,6 +73,18 @@ class Platform:
     resync_options: frozenset[str] = frozenset()
     """Options that change what is written to the platform (e.g. the SKU as barcode): changing one after the
     first sync makes the next sync of every route into that connection a full resync."""
+    token_timeout_seconds: float = TOKEN_TIMEOUT_SECONDS
+    """The client timeout of ``authenticate``'s calls (the connection's ``timeout_seconds`` when that is longer)."""
+    refresh_reuse_seconds: float = 0.0
+    """How long after a refresh token was sent the platform still accepts it again and answers with the same new
+    pair (a grace window). 0, the default, means strict rotation: each refresh token works once (Bling, Plugg.to),
+    so when the answer to a rotation is lost (timeout, crash) the hub does not resend it; it pauses the connection
+    for re-authorization, unless ``reauth_unattended``."""
+    reauth_unattended: bool = False
+    """``authenticate`` can get a new token from the stored credentials alone (e.g. CPlug's password grant), so a
+    rotation whose answer was lost is retried at once instead of waiting for a person."""
+    mapping_tables: tuple[MappingTable, ...] = ()
+    streams: tuple[StreamSpec, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -80,7 +126,8 @@ class PushResult(BaseModel):
 class Credentials(BaseModel):
     """What ``authenticate`` returns; stored encrypted, never logged.
 
-    ``expires_at`` is when the access token dies (the core renews a minute before). ``renew_by`` is when the
+    ``expires_at`` is when the access token dies (the core renews ahead of it, by a margin that scales with the
+    token's lifetime: see :data:`hub.sync.loading.AUTH_SKEW`). ``renew_by`` is when the
     renewal grant itself would die if unused (e.g. Bling's 30-day refresh token): the scheduler renews idle
     connections before then, so a quiet tenant is never locked out.
     """

@@ -4,9 +4,11 @@ Platforms limit an *account*, not a process (Bling: 3 requests/s and 120,000/day
 budget must be shared by every thread and every ``hub run`` process. With ``HUB_REDIS_URL`` set it lives in Redis;
 otherwise in this process (the embedded default runs one process).
 
-The pace is a GCRA reservation: each call reserves the next free slot ``1/per_second`` after the previous one and
-sleeps until it. Requests therefore never burst, and a sliding one-second window on the server never sees more
-than ``per_second`` of them.
+The pace is a GCRA reservation (the generic cell rate algorithm, a token bucket kept as one timestamp per key): each
+call reserves the next free slot ``1/per_second`` after the previous one and sleeps until it. With the default
+``burst=1`` requests never burst, and a sliding one-second window on the server never sees more than ``per_second``
+of them. A platform with usage plans (Amazon's SP-API: ``searchOrders`` 0.0056/s with a burst of 20) passes its
+``burst``: that many calls go at once after an idle spell, and the next waits ``1/per_second``.
 """
 
 from __future__ import annotations
@@ -20,9 +22,12 @@ from zoneinfo import ZoneInfo
 
 from hub.errors import QuotaExhausted
 
+__all__ = ["PROCESS_THROTTLE", "LocalThrottle", "RedisThrottle", "Throttle", "make_throttle", "next_midnight",
+           "pace"]
+
 
 class Throttle(Protocol):
-    def reserve(self, key: str, interval: float) -> float:
+    def reserve(self, key: str, interval: float, burst: int = 1) -> float:
         """Reserve the next slot for ``key``; return how many seconds to wait for it."""
 
     def count(self, key: str, period_key: str, ttl_seconds: int) -> int:
@@ -41,12 +46,12 @@ class LocalThrottle:
         self._counts: dict[tuple[str, str], int] = {}
         self._locks: dict[str, threading.Lock] = {}
 
-    def reserve(self, key: str, interval: float) -> float:
+    def reserve(self, key: str, interval: float, burst: int = 1) -> float:
         with self._lock:
             now = time.monotonic()
             slot = max(self._next.get(key, now), now)
             self._next[key] = slot + interval
-        return slot - now
+        return max(0.0, slot - (burst - 1) * interval - now)
 
     def lock(self, key: str, timeout: float = 60.0) -> AbstractContextManager[Any]:
         with self._lock:
@@ -68,7 +73,9 @@ local slot = tonumber(redis.call('GET', KEYS[1]) or '0')
 if slot < now then slot = now end
 local nxt = slot + tonumber(ARGV[1])
 redis.call('SET', KEYS[1], string.format('%.6f', nxt), 'PX', math.ceil((nxt - now) * 1000) + 1000)
-return string.format('%.6f', slot - now)
+local wait = slot - (tonumber(ARGV[2]) - 1) * tonumber(ARGV[1]) - now
+if wait < 0 then wait = 0 end
+return string.format('%.6f', wait)
 """
 
 
@@ -82,8 +89,8 @@ class RedisThrottle:
         self._reserve = self._redis.register_script(_RESERVE)
         self._ns = namespace
 
-    def reserve(self, key: str, interval: float) -> float:
-        return float(self._reserve(keys=[f"{self._ns}:pace:{key}"], args=[interval]))
+    def reserve(self, key: str, interval: float, burst: int = 1) -> float:
+        return float(self._reserve(keys=[f"{self._ns}:pace:{key}"], args=[interval, burst]))
 
     def lock(self, key: str, timeout: float = 60.0) -> AbstractContextManager[Any]:
         lock: AbstractContextManager[Any] = self._redis.lock(f"{self._ns}:lock:{key}", timeout=timeout,
@@ -115,9 +122,10 @@ def next_midnight(tz: str, now: datetime | None = None) -> datetime:
     return midnight.astimezone(UTC).replace(tzinfo=None)
 
 
-def pace(throttle: Throttle, key: str, per_second: float, *, per_day: int | None = None, day_tz: str = "UTC",
-         sleep: Any = time.sleep) -> float:
-    """Wait for ``key``'s next slot; raise QuotaExhausted once ``per_day`` requests were made today."""
+def pace(throttle: Throttle, key: str, per_second: float, *, burst: int = 1, per_day: int | None = None,
+         day_tz: str = "UTC", sleep: Any = time.sleep) -> float:
+    """Wait for ``key``'s next slot (``burst`` calls may go at once); raise QuotaExhausted once ``per_day``
+    requests were made today. Returns the seconds waited."""
     if per_day is not None:
         today = datetime.now(ZoneInfo(day_tz)).strftime("%Y%m%d")
         if throttle.count(key, today, 2 * 86400) > per_day:
@@ -126,7 +134,12 @@ def pace(throttle: Throttle, key: str, per_second: float, *, per_day: int | None
                 until=next_midnight(day_tz),
                 fix="Nothing to do: the hub resumes at midnight (platform time). Lower the sync frequency if this "
                     "happens every day.")
-    wait = throttle.reserve(key, 1.0 / per_second) if per_second > 0 else 0.0
+    if per_second <= 0:
+        wait = 0.0
+    elif burst > 1:
+        wait = throttle.reserve(key, 1.0 / per_second, burst)
+    else:
+        wait = throttle.reserve(key, 1.0 / per_second)  # throttles written before bursts take two arguments
     if wait > 0:
         sleep(wait)
     return wait

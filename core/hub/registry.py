@@ -1,14 +1,29 @@
-"""A typed facade over the plugin manager: platforms by name, and the two ways of calling a hook."""
+"""A typed facade over the plugin manager: platforms by name, and the two ways of calling a hook.
+
+Both ways go through pluggy, so ``HUB_TRACE_PLUGINS`` traces every call and other plugins' wrappers
+(``hookwrapper=True`` / ``wrapper=True``) run around it:
+
+* :meth:`Registry.call` (targeted) calls a hook through a subset caller that leaves out every other plugin's
+  implementation (their wrappers stay): exactly the owning plugin answers, and its single answer is returned.
+* :meth:`Registry.broadcast` calls each answering plugin in pluggy's own order (``tryfirst``/``trylast``
+  honoured, the last registered first), one subset caller per plugin, so every answer comes back paired with the
+  plugin that gave it. A wrapper around a broadcast hook therefore runs once per answering plugin.
+"""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pluggy import HookCaller, HookImpl
+
 from hub.errors import Fatal
 from hub.platform import Platform
 from hub.plugins import PluginManager, get_plugin_manager
+
+__all__ = ["RegisteredPlatform", "Registry", "get_registry"]
 
 
 @dataclass(frozen=True)
@@ -17,13 +32,19 @@ class RegisteredPlatform:
     plugin: str
 
 
+def _is_wrapper(impl: HookImpl) -> bool:
+    return bool(impl.hookwrapper or impl.wrapper)
+
+
 class Registry:
     def __init__(self, manager: PluginManager) -> None:
         self.manager = manager
         self.platforms: dict[str, RegisteredPlatform] = {}
         self.conflicts: list[str] = []
-        for impl in manager.pm.hook.register_platforms.get_hookimpls():
-            impl.function(register=self._registrar(impl.plugin_name))
+        self._callers: dict[tuple[str, str], tuple[frozenset[str], HookCaller]] = {}
+        self._callers_lock = threading.Lock()
+        for plugin in self._answering("register_platforms"):
+            self._caller("register_platforms", plugin)(register=self._registrar(plugin))
         for reg in self.platforms.values():
             info = manager.info.get(reg.plugin)
             if info is not None and reg.platform.name not in info.platforms:
@@ -55,28 +76,52 @@ class Registry:
                 fix=f"Install the plugin for {name!r} (pip install ...) and check `hub plugins`.",
             ) from None
 
+    def _hook(self, hook: str) -> HookCaller:
+        caller: HookCaller | None = getattr(self.manager.pm.hook, hook, None)
+        if caller is None:
+            raise Fatal(f"there is no hook named {hook!r}", fix="Check the hook name against hub.hookspecs.")
+        return caller
+
+    def _answering(self, hook: str) -> list[str]:
+        """The plugins with a (non-wrapper) implementation of ``hook``, in the order pluggy calls them."""
+        return [impl.plugin_name for impl in reversed(self._hook(hook).get_hookimpls()) if not _is_wrapper(impl)]
+
+    def _caller(self, hook: str, plugin: str) -> HookCaller:
+        """A caller of ``hook`` where only ``plugin`` answers; cached until the set of plugins changes."""
+        names = frozenset(name for name, _ in self.manager.pm.list_name_plugin())
+        with self._callers_lock:
+            cached = self._callers.get((hook, plugin))
+            if cached is not None and cached[0] == names:
+                return cached[1]
+            others = [impl.plugin for impl in self._hook(hook).get_hookimpls()
+                      if impl.plugin_name != plugin and not _is_wrapper(impl)]
+            caller = self.manager.pm.subset_hook_caller(hook, remove_plugins=others)
+            self._callers[(hook, plugin)] = (names, caller)
+            return caller
+
     def implements(self, platform: str, hook: str) -> bool:
-        plugin = self.get(platform).plugin
-        return any(impl.plugin_name == plugin for impl in getattr(self.manager.pm.hook, hook).get_hookimpls())
+        return self.get(platform).plugin in self._answering(hook)
 
     def call(self, platform: str, hook: str, **kwargs: Any) -> Any:
-        """Call ``hook`` on the one plugin that owns ``platform`` (targeted dispatch)."""
+        """Call ``hook`` on the one plugin that owns ``platform`` (targeted dispatch); return its answer.
+
+        The implementation may accept fewer arguments than ``kwargs`` (pluggy passes the ones it names)."""
         plugin = self.get(platform).plugin
-        for impl in getattr(self.manager.pm.hook, hook).get_hookimpls():
-            if impl.plugin_name == plugin:
-                return impl.function(*(kwargs[name] for name in impl.argnames))
-        raise Fatal(
-            f"platform {platform!r} (plugin {plugin}) does not implement {hook}",
-            fix=f"Remove the stream that needs {hook} from the route, or upgrade the plugin.",
-        )
+        if plugin not in self._answering(hook):
+            raise Fatal(
+                f"platform {platform!r} (plugin {plugin}) does not implement {hook}",
+                fix=f"Remove the stream that needs {hook} from the route, or upgrade the plugin.",
+            )
+        answers = self._caller(hook, plugin)(**kwargs)
+        return answers[0] if answers else None
 
     def broadcast(self, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
-        """Call ``hook`` on every plugin; return (plugin name, answer) for each answer that is not None."""
+        """Call ``hook`` on every plugin; return (plugin name, answer) for each answer that is not None, in the
+        order pluggy calls them (``tryfirst`` first, then the last registered first)."""
         answers = []
-        for impl in reversed(getattr(self.manager.pm.hook, hook).get_hookimpls()):
-            result = impl.function(*(kwargs[name] for name in impl.argnames))
-            if result is not None:
-                answers.append((impl.plugin_name, result))
+        for plugin in self._answering(hook):
+            for result in self._caller(hook, plugin)(**kwargs):
+                answers.append((plugin, result))
         return answers
 
     def plugin_platforms(self, plugin: str) -> list[str]:

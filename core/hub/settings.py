@@ -13,6 +13,15 @@ def default_home() -> Path:
     return Path.cwd() / ".hub"
 
 
+def ensure_home(home: Path) -> Path:
+    """Create HUB_HOME owner-only (0700): it holds the key and the embedded database. An existing directory is
+    left as the operator made it."""
+    if not home.is_dir():
+        home.mkdir(parents=True, exist_ok=True)
+        home.chmod(0o700)
+    return home
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HUB_", extra="ignore")
 
@@ -30,8 +39,7 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
-        self.home.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{self.home / 'hub.db'}"
+        return f"sqlite:///{ensure_home(self.home) / 'hub.db'}"
 
 
 @lru_cache(maxsize=1)

@@ -51,14 +51,17 @@ def tenant_status(rt: Runtime, tenant: str) -> dict[str, Any]:
                     "done": ops.get((route.id, stream, "done"), 0),
                 })
             routes.append({"name": route.name, "enabled": route.enabled, "source": conns[route.source_id].name,
-                           "sink": conns[route.sink_id].name, "streams": streams})
+                           "sink": conns[route.sink_id].name, "streams": streams,
+                           "sync_failures": route.sync_failures, "next_run_at": route.next_run_at})
         quarantined = s.scalar(select(func.count()).select_from(Quarantine).where(
             Quarantine.tenant_id == tenant, Quarantine.resolved_at.is_(None))) or 0
         return {
             "tenant": tenant,
             "connections": [{"name": c.name, "platform": c.platform,
                              "paused": bool(c.paused_until and c.paused_until > now), "pause_reason": c.pause_reason,
-                             "token_expires_at": c.token_expires_at} for c in conns.values()],
+                             "pause_kind": c.pause_kind, "token_expires_at": c.token_expires_at,
+                             "token_issued_at": c.token_issued_at, "auth_attempt_at": c.auth_attempt_at}
+                            for c in conns.values()],
             "routes": routes,
             "quarantined": quarantined,
         }

@@ -5,29 +5,65 @@
 the event's stream from that connection as due now. The scheduler then runs an ordinary incremental sync, which
 re-reads records from the API: a webhook is only a trigger, so a lost, duplicated or out-of-order one does no harm.
 Nothing slow happens before the answer (one transaction), well inside the 5 s platforms allow.
+
+The endpoint faces the internet: a body over 1 MB is refused (413) without being read or held, events are
+validated before they touch the store (4xx, never a 500), and concurrent deliveries of one event insert it once
+(``ON CONFLICT DO NOTHING``): one is accepted, the others answered as duplicates.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Annotated, Any
 
-from sqlalchemy import insert, select, update
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route as HttpRoute
 
-from hub.errors import BadSignature, HubError
+from hub.errors import BadSignature, HubError, InvalidRecord
 from hub.platform import WebhookEvent
+from hub.privacy import mask_documents
 from hub.store.engine import utcnow
 from hub.store.schema import Connection, Route
 from hub.store.schema import WebhookEvent as SeenEvent
-from hub.sync.context import ConnectorContext
-from hub.sync.loading import Runtime, credentials_of
+from hub.sync.loading import Runtime, connection_context
 
 log = logging.getLogger("hub.webhooks")
 MAX_BODY = 1_000_000
+
+
+class Delivered(BaseModel):
+    """What the store keeps of an event, checked at the edge: a plugin's parse must not turn a sender's oversized
+    or empty id into a database error."""
+
+    model_config = ConfigDict(extra="ignore")
+    event_id: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    event: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    stream: str | None = None
+
+
+def _checked(tenant: str, connection: str, events: list[WebhookEvent]) -> list[Delivered]:
+    try:
+        return [Delivered.model_validate(e.model_dump()) for e in events]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise InvalidRecord(f"webhook for {tenant}/{connection}: {field}: {first['msg']}", field=field,
+                            fix="The sender's event is malformed (event id 1-100 characters, event name 1-64); "
+                                "it was refused and nothing was recorded.") from None
+
+
+def _insert_new(dialect: str) -> Any:
+    """``INSERT ... ON CONFLICT DO NOTHING RETURNING``: of concurrent deliveries of one event, one row lands and
+    the others are told it was already there (no unique-violation error)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (insert(SeenEvent).on_conflict_do_nothing(index_elements=["connection_id", "event_id"])
+            .returning(SeenEvent.event_id))
 
 
 def accept(rt: Runtime, tenant: str, connection: str, headers: dict[str, str], body: bytes) -> dict[str, object]:
@@ -37,20 +73,19 @@ def accept(rt: Runtime, tenant: str, connection: str, headers: dict[str, str], b
         if conn is None:
             raise BadSignature(f"no connection {tenant}/{connection}")
         s.expunge(conn)
-    ctx = ConnectorContext(tenant=tenant, connection=connection, platform=conn.platform, options=conn.options,
-                           credentials=credentials_of(rt.vault, conn), stream="webhook")
-    events: list[WebhookEvent] = rt.registry.call(conn.platform, "parse_webhook", ctx=ctx, headers=headers,
+    ctx = connection_context(rt, conn, stream="webhook")
+    parsed: list[WebhookEvent] = rt.registry.call(conn.platform, "parse_webhook", ctx=ctx, headers=headers,
                                                   body=body)
+    events = _checked(tenant, connection, parsed)
     now = utcnow()
+    insert = _insert_new(rt.store.dialect)
     with rt.store.begin() as s:
-        ids = [e.event_id for e in events]
-        seen = set(s.scalars(select(SeenEvent.event_id).where(SeenEvent.connection_id == conn.id,
-                                                                SeenEvent.event_id.in_(ids))))
-        fresh = {e.event_id: e for e in events if e.event_id not in seen}
-        if fresh:
-            s.execute(insert(SeenEvent), [dict(tenant_id=tenant, connection_id=conn.id, event_id=e.event_id[:100],
-                                               event=e.event[:64], received_at=now) for e in fresh.values()])
-        streams = {e.stream for e in fresh.values() if e.stream}
+        fresh: list[Delivered] = []
+        for e in events:
+            if s.execute(insert.values(tenant_id=tenant, connection_id=conn.id, event_id=e.event_id, event=e.event,
+                                       received_at=now)).first() is not None:
+                fresh.append(e)
+        streams = {e.stream for e in fresh if e.stream}
         triggered = []
         if streams:
             for route in s.scalars(select(Route).where(Route.source_id == conn.id, Route.enabled.is_(True))):
@@ -60,21 +95,45 @@ def accept(rt: Runtime, tenant: str, connection: str, headers: dict[str, str], b
     return {"accepted": len(fresh), "duplicates": len(events) - len(fresh), "routes": sorted(triggered)}
 
 
+class TooLarge(Exception):
+    pass
+
+
+async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
+    """The body, refused past ``limit`` bytes: at once when Content-Length says so, else as soon as the stream
+    passes it (a chunked body is never held whole)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise TooLarge(declared)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise TooLarge(f"more than {limit}")
+    return bytes(body)
+
+
 def app(rt: Runtime) -> Starlette:
     async def receive(request: Request) -> JSONResponse:
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            return JSONResponse({"error": "body too large"}, status_code=413)
+        tenant, connection = request.path_params["tenant"], request.path_params["connection"]
+        try:
+            body = await read_body(request)
+        except TooLarge as exc:
+            log.warning("webhook refused for %s/%s: body of %s bytes (limit %d)", tenant, connection, exc, MAX_BODY)
+            return JSONResponse({"error": f"body too large (limit {MAX_BODY} bytes)"}, status_code=413,
+                                headers={"Connection": "close"})
+        except ClientDisconnect:
+            return JSONResponse({"error": "incomplete body"}, status_code=400)
         headers = {k.lower(): v for k, v in request.headers.items()}
         try:
-            result = await run_in_threadpool(accept, rt, request.path_params["tenant"],
-                                             request.path_params["connection"], headers, body)
+            result = await run_in_threadpool(accept, rt, tenant, connection, headers, body)
         except BadSignature as exc:
-            log.warning("webhook refused for %s/%s: %s", request.path_params["tenant"],
-                        request.path_params["connection"], exc.message)
+            log.warning("webhook refused for %s/%s: %s", tenant, connection, mask_documents(exc.message))
             return JSONResponse({"error": "invalid signature"}, status_code=401)
         except HubError as exc:
-            return JSONResponse({"error": exc.message}, status_code=400)
+            log.warning("webhook refused for %s/%s: %s (fix: %s)", tenant, connection, mask_documents(exc.message),
+                        mask_documents(exc.fix))
+            return JSONResponse({"error": mask_documents(exc.message)}, status_code=400)
         return JSONResponse(result)
 
     return Starlette(routes=[HttpRoute("/webhooks/{tenant}/{connection}", receive, methods=["POST"])])

@@ -115,3 +115,55 @@ def test_idle_tenants_are_renewed_before_the_refresh_token_dies(world: World):
     assert renew_idle_once(world.rt) == 1
     assert _creds(world)["refresh_token"] != before
     assert world.connection().renew_by > utcnow() + timedelta(days=29)
+
+
+def test_a_connection_bootstrapped_from_a_refresh_token_learns_its_company_id(world: World):
+    """Webhooks check the event's companyId against it; without it every event would be refused."""
+    assert "company_id" not in _creds(world), "the connection starts with a refresh token only"
+    ensure_auth(world.rt, world.bling_id)
+    assert _creds(world)["company_id"] == world.box.company_id, "the company id is fetched after the refresh"
+
+
+def test_a_token_renewal_records_its_attempt_and_clears_it_with_the_new_pair(world: World):
+    ensure_auth(world.rt, world.bling_id)
+    conn = world.connection()
+    assert conn.auth_attempt_at is None and conn.auth_attempt_token is None, "cleared with the new pair"
+    assert conn.token_issued_at is not None and conn.token_expires_at is not None
+    assert timedelta(hours=5) < conn.token_expires_at - conn.token_issued_at <= timedelta(hours=6)
+
+
+def test_a_wrong_host_on_the_token_call_is_a_clear_error_not_a_missing_record(world: World):
+    """A 404 from /oauth/token used to become NotFound ("the record is gone"): a push then dropped its binding and
+    created the record again. It names the base_url instead; a 5xx there is retried."""
+    from hub.errors import Fatal, Retriable
+    from hub.sandbox import serve
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    def point_at(url: str) -> None:
+        with world.rt.store.begin() as s:
+            s.execute(update(Connection).where(Connection.id == world.bling_id)
+                      .values(options={**world.connection().options, "base_url": url}))
+
+    elsewhere = serve(Starlette(routes=[]))  # a host with no token endpoint: 404
+    down = serve(Starlette(routes=[Route("/oauth/token", lambda request: JSONResponse({}, status_code=503),
+                                         methods=["POST"])]))
+    try:
+        point_at(elsewhere.base_url)
+        try:
+            ensure_auth(world.rt, world.bling_id, force=True)
+            raise AssertionError("a token endpoint that is not there must not pass")
+        except Fatal as exc:
+            assert "base_url" in exc.fix and "token endpoint" in exc.message, (exc.message, exc.fix)
+        assert world.connection().pause_kind is None, "a wrong address is not a revoked authorization"
+        point_at(down.base_url)
+        try:
+            ensure_auth(world.rt, world.bling_id, force=True)
+            raise AssertionError("a 503 from the token service must be retried")
+        except Retriable as exc:
+            assert "503" in exc.message, exc.message
+        assert world.connection().pause_kind is None
+    finally:
+        elsewhere.stop()
+        down.stop()

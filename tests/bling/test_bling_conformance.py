@@ -1,36 +1,37 @@
-"""The core's conformance kit against the Bling sandbox: products pulled, customers and sales pushed."""
+"""The core's conformance kit against the Bling sandbox, stream by stream: products and customers are pulled,
+customers and sales pushed."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from hub.models import Customer, Sale
 from hub.testing import ConnectorConformance
 
-from tests.bling.conftest import customer
+from tests.bling.conftest import customer as bling_customer
+from tests.bling.conftest import sale as bling_sale
+
+DOCUMENTS = ["52998224725", "11144477735", "39053344705", "86288366757", "71428793860", "12345678909",
+             "15350946056", "24843803480"]
 
 
-class TestBlingCatalog(ConnectorConformance):
+def customer(i: int) -> Customer:
+    return bling_customer(DOCUMENTS[i % len(DOCUMENTS)]).model_copy(update={"name": f"Cliente {i}"})
+
+
+def sale(i: int) -> Sale:
+    return bling_sale(f"CONF-{i}", [("CONF-SKU", "19.90")], status="Atendido", method="Dinheiro")
+
+
+class TestBling(ConnectorConformance):
     platform = "bling"
-    pull_stream = "products"
-    push_stream = "customers"
+    pull_streams = ("products", "customers")
+    reads_retried = True
+    push_streams = {"customers": customer, "sales": sale}
     sandbox_options = {"rate_per_second": 100}
 
-    def make_record(self, i: int) -> Customer:
-        documents = ["52998224725", "11144477735", "39053344705", "86288366757", "71428793860", "12345678909"]
-        return customer(documents[i % len(documents)]).model_copy(update={"name": f"Cliente {i}"})
-
-
-class TestBlingSales(ConnectorConformance):
-    platform = "bling"
-    pull_stream = "customers"
-    push_stream = "sales"
-    sandbox_options = {"rate_per_second": 100}
-
-    def prepare(self, sandbox) -> None:
+    def prepare(self, sandbox: Any) -> None:
+        """What the pushed sales refer to: payment methods and the product they sell."""
         sandbox.seed("payment_methods", 3)
         sandbox.create("products", {"nome": "Produto de conformidade", "codigo": "CONF-SKU", "tipo": "P",
                                     "situacao": "A", "formato": "S", "preco": 19.9})
-
-    def make_record(self, i: int) -> Sale:
-        from tests.bling.conftest import sale
-
-        return sale(f"CONF-{i}", [("CONF-SKU", "19.90")], status="Atendido", method="Dinheiro")

@@ -4,9 +4,11 @@ never two notes for one sale."""
 
 from __future__ import annotations
 
+import pytest
 from hub.models import Invoice
 from hub.models.types import access_key_check_digit
-from hub.store.schema import Binding, Operation, Record
+from hub.store.schema import Binding, Connection, Operation, Record
+from hub_bling.sandbox import nfe
 from sqlalchemy import select, update
 
 from tests.bling.conftest import World, customer, sale
@@ -101,3 +103,43 @@ def test_never_two_notes_for_one_sale_after_a_crash(world: World):
     world.drain()
     assert len(_notes(world, "N-4")) == 1
     assert len(_invoices(world)) == 1
+
+
+def _poll_fast(world: World) -> None:
+    with world.rt.store.begin() as s:
+        conn = s.get_one(Connection, world.bling_id)
+        conn.options = {**conn.options, "nfe_poll_seconds": 0.1}
+
+
+def _sends(world: World) -> list[dict]:
+    return [r for r in world.box.request_log if r["method"] == "POST" and r["path"].endswith("/enviar")]
+
+
+def test_a_note_still_pendente_after_sending_is_followed_not_sent_again(world: World):
+    items = _setup(world)
+    _poll_fast(world)
+    with world.box.state.lock:
+        world.box.state.nfe_queue_seconds = 0.8  # Bling holds the sent note at situação 1 before SEFAZ takes it
+    world.stage("sales", "sales", sale("N-5", items, status="closed", buyer=customer()))
+    world.drain()
+    (emit,) = world.ops(kind="emit_invoice")
+    assert emit.state == "done", f"the note should be authorized after waiting, got {emit.state}: {emit.last_error}"
+    assert len(_sends(world)) == 1, f"the note is sent once and then only read, got {len(_sends(world))} sends"
+    assert len(_notes(world, "N-5")) == 1 and _invoices(world)[0].status == "authorized"
+
+
+@pytest.mark.parametrize(("situacao", "name"), [(nfe.BLOQUEADA, "Bloqueada"), (nfe.DENEGADA, "Denegada")])
+def test_a_blocked_or_denied_note_stops_with_its_state_and_fix_instead_of_polling_forever(world: World,
+                                                                                         situacao: int, name: str):
+    items = _setup(world)
+    _poll_fast(world)
+    with world.box.state.lock:
+        world.box.state.nfe_outcomes.append(situacao)
+    world.stage("sales", "sales", sale("N-6", items, status="closed", buyer=customer()))
+    world.drain()
+    (emit,) = world.ops(kind="emit_invoice")
+    assert emit.state == "failed", f"a {name} note is final: the operation should fail, not stay {emit.state}"
+    assert name in (emit.last_error or "") and f"situação {situacao}" in (emit.last_error or ""), emit.last_error
+    assert emit.fix and "Bling" in emit.fix, emit.fix
+    assert len(_sends(world)) == 1, "the note was sent once and never again"
+    assert _invoices(world) == []

@@ -12,12 +12,14 @@ import time
 import pytest
 from hub.ratelimit import LocalThrottle, RedisThrottle, pace
 from hub.status import tenant_status
+from hub.sync.loading import ensure_auth
 
 from tests.bling.conftest import TENANT, World, customer
 
 
 def test_the_daily_quota_pauses_the_connection_until_midnight_and_nothing_is_lost(world: World):
     world.route("customers", ["customers"])
+    ensure_auth(world.rt, world.bling_id)  # the token and company id first: the quota runs out on the write
     world.box.inject_fault("429-day", 1)
     world.stage("customers", "customers", customer())
     world.drain()

@@ -6,8 +6,10 @@ transition manager."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
+from decimal import Decimal
 
-from hub.models import Seller
+from hub.models import Payment, Sale, SaleItem, Seller
 from hub.store.schema import Binding, Operation
 from sqlalchemy import delete, update
 
@@ -196,3 +198,45 @@ def test_requests_stay_under_the_accounts_rate_without_a_single_429(rt):
     assert len([o for o in box.records("sales") if str(o.get("numeroLoja", "")).startswith("R")]) == 6
     assert all(o.state == "done" and o.attempts <= 1 for o in world.ops(kind="push_sale"))
     assert box.requests / elapsed <= 3.0
+
+
+def _discounted(number: str, skus: list[tuple[str, str]], **extra) -> Sale:
+    """Item discounts that do not divide into round percentages (R$ 1.00 off 3 x 10.00 is 3.333...%)."""
+    items = [SaleItem(sku=skus[0][0], name="Camiseta", quantity=Decimal("3"), unit_price=Decimal("10.00"),
+                      discount=Decimal("1.00")),
+             SaleItem(sku=skus[1][0], name="Meia", quantity=Decimal("7"), unit_price=Decimal("33.33"),
+                      discount=Decimal("0.07")),
+             SaleItem(sku=skus[2][0], name="Boné", quantity=Decimal("1"), unit_price=Decimal("59.90"))]
+    total = sum((i.total for i in items), Decimal("0"))
+    return Sale(number=number, channel="pos", issued_at=datetime(2026, 11, 20, 15, 30, tzinfo=UTC), items=items,
+                payments=[Payment(method="dinheiro", amount=total)], status="closed", **extra)
+
+
+def test_item_discounts_land_as_bling_computes_them_with_the_list_price_and_no_parcelas_alert(world: World):
+    skus = _catalog(world)
+    _sales_route(world)
+    sold = _discounted("9101", skus)
+    world.stage("sales", "sales", sold)
+    world.drain()
+    (order,) = _orders(world, "9101")
+    assert order["total"] == float(sold.total), f"Bling's total {order['total']} should be the sale's {sold.total}"
+    assert sum(p["valor"] for p in order["parcelas"]) == float(sold.total)
+    (post,) = [r for r in world.box.request_log if r["method"] == "POST" and r["path"].endswith("/pedidos/vendas")]
+    sent = post["body"]["itens"]
+    assert [i["valorLista"] for i in sent] == [10.0, 33.33, 59.9], "valorLista is the unit price before discount"
+    assert [i["valor"] for i in sent] == [10.0, 33.33, 59.9] and "desconto" not in sent[2]
+    alerts = [c.error for c in world.api_errors() if "parcelas" in (c.error or "")]
+    assert alerts == [], f"no 'sum of parcelas differs' alert expected, got {alerts}"
+
+
+def test_an_inactive_payment_method_is_refused_naming_it_and_the_fix(world: World):
+    skus = _catalog(world)
+    world.box.create("payment_methods", {"descricao": "Cheque pré-datado", "tipoPagamento": 2, "situacao": 0})
+    _sales_route(world, mappings={**MAPPINGS, "payment_methods": {**MAPPINGS["payment_methods"],
+                                                                   "cheque": "Cheque pré-datado"}})
+    world.stage("sales", "sales", sale("9201", skus[:1], status="closed", method="cheque"))
+    world.drain()
+    assert _orders(world, "9201") == [], "no order may be filed with an inactive forma de pagamento"
+    (q,) = world.quarantined()
+    assert q.field == "payments.0.method" and "Cheque pré-datado" in q.reason and "inactive" in q.reason, q.reason
+    assert "Activate" in (q.fix or "") and "mappings.payment_methods" in (q.fix or ""), q.fix

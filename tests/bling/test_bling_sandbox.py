@@ -94,7 +94,7 @@ def sale_body(box: BlingSandbox, **changes: Any) -> dict[str, Any]:
     body = {"contato": {"id": contact["id"]}, "data": "2026-01-10", "dataSaida": "2026-01-10",
             "dataPrevista": "2026-01-15", "numeroLoja": "PDV-1",
             "itens": [{"produto": {"id": product["id"]}, "codigo": product["codigo"], "descricao": product["nome"],
-                       "quantidade": 2, "valor": product["preco"]}],
+                       "quantidade": 2, "valor": product["preco"], "valorLista": product["preco"]}],
             "parcelas": [{"dataVencimento": "2026-01-10", "valor": round(2 * product["preco"], 2),
                           "formaPagamento": {"id": method["id"]}}]}
     body.update(changes)
@@ -420,7 +420,7 @@ def test_sales_rules_alerts_and_filters(bling: Any) -> None:
     assert {"data", "itens", "parcelas"} <= {f["element"] for f in schema["fields"]}
 
     loose = sale_body(box)
-    loose["itens"].append({"descricao": "Embalagem para presente", "quantidade": 1, "valor": 0})
+    loose["itens"].append({"descricao": "Embalagem para presente", "quantidade": 1, "valor": 0, "valorLista": 0})
     alerted = b.post("/pedidos/vendas", json=loose)
     assert alerted.status_code == 201 and alerted.json()["data"]["alertas"][0]["element"] == "itens"
 

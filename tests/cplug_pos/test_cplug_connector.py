@@ -69,7 +69,7 @@ def test_pos_sales_reach_the_erp_with_their_customer_payments_cancellation_and_e
                                   else "dinheiro") for m in box.records("payment_methods")}
         for key, value in {"CPLUG_CLIENT_ID": box.client_id, "CPLUG_CLIENT_SECRET": box.client_secret,
                            "CPLUG_USER": box.username, "CPLUG_PASSWORD": box.password,
-                           "ERP_ID": erp.client_id, "ERP_SECRET": erp.client_secret}.items():
+                           "LOJINHA_ERP_ID": erp.client_id, "LOJINHA_ERP_SECRET": erp.client_secret}.items():
             monkeypatch.setenv(key, value)
         routes = {"version": 1, "tenants": {"loja": {"name": "Loja Demo", "connections": {
             "pdv": {"platform": "cplug", "options": {"base_url": url, "company_id": box.company_id},
@@ -77,7 +77,8 @@ def test_pos_sales_reach_the_erp_with_their_customer_payments_cancellation_and_e
                                     "client_secret": {"env": "CPLUG_CLIENT_SECRET"},
                                     "username": {"env": "CPLUG_USER"}, "password": {"env": "CPLUG_PASSWORD"}}},
             "erp": {"platform": "lojinha", "options": {"base_url": erp_served.base_url},
-                    "credentials": {"client_id": {"env": "ERP_ID"}, "client_secret": {"env": "ERP_SECRET"}}}},
+                    "credentials": {"client_id": {"env": "LOJINHA_ERP_ID"},
+                                    "client_secret": {"env": "LOJINHA_ERP_SECRET"}}}},
             "routes": {"vendas": {"source": "pdv", "sink": "erp", "streams": ["sales"], "mappings": {
                 "payment_methods": methods, "statuses": {"closed": "atendido", "canceled": "cancelado"}}}}}}}
         path = tmp_path / "routes.yaml"
@@ -380,3 +381,37 @@ def test_requests_are_paced_per_company_and_a_pull_outlasts_cplugs_429(cplug):
     assert len(pull(unpaced, "customers")[0]) == 30
     assert box.throttled >= 1  # CPlug said 429; the pull waited Retry-After and went on
     assert set(budget.keys) == {(f"cplug:{box.company_id}", 1 / 5)}
+
+
+def test_workers_pushing_products_without_category_share_one_fallback_category(cplug):
+    """Four workers (each with its own context, as the runner gives them) push uncategorized products at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    box, url = cplug
+    contexts = [connect(box, url) for _ in range(4)]
+    products = [Product(sku=f"SC-{i}", name=f"Produto {i}", price=Decimal("9.90")) for i in range(8)]
+    box.inject_fault("slow", 4, method="POST")  # CPlug takes its time to create: the workers overlap
+
+    def push(i: int) -> str:
+        return plugin.push_catalog(contexts[i % 4], "products", products[i], None, f"op-sc-{i}").external_id
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(push, range(8)))
+    fallback = [c for c in box.records("categories") if c["name"] == plugin.FALLBACK_CATEGORY]
+    assert len(fallback) == 1, f"exactly one {plugin.FALLBACK_CATEGORY!r} category expected, found {len(fallback)}"
+    assert {p["category_id"] for p in box.records("products")} == {fallback[0]["id"]}
+
+
+def test_replacing_categories_keeps_the_fallback_and_removes_an_old_duplicate(cplug):
+    box, url = cplug
+    ctx = connect(box, url)
+    keep = {plugin.push_catalog(ctx, "categories", Category(path=["Roupas"]), None, "op-roupas").external_id}
+    plugin.push_catalog(ctx, "products", Product(sku="SC-1", name="Sem nada", price=Decimal("1.00")), None, "op-1")
+    box.create("categories", {"name": plugin.FALLBACK_CATEGORY, "code": "SC2", "parent_id": None})  # a leftover
+    replacing = connect(box, url)
+    removed = plugin.replace_categories(replacing, keep)
+    remaining = box.records("categories")
+    fallback = [c for c in remaining if c["name"] == plugin.FALLBACK_CATEGORY]
+    assert len(fallback) == 1 and removed, f"one {plugin.FALLBACK_CATEGORY!r} kept, the empty duplicate removed"
+    assert box.records("products")[0]["category_id"] == fallback[0]["id"]
+    assert not [c.error for c in replacing.calls if c.error], "nothing failed while replacing"

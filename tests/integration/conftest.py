@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
+from hub.bench.chaos import seed_catalog
 from hub.config import apply as applying
 from hub.config import routes as config
 from hub.sandbox import Served, serve
@@ -44,7 +45,7 @@ class Pair:
             conn["options"] = {**(conn.get("options") or {}), **info["options"]}
             creds = {}
             for key, value in info["credentials"].items():
-                var = f"HUB_TEST_{name}_{key}".upper()
+                var = f"{conn['platform']}_HUB_TEST_{key}".upper()
                 os.environ[var] = str(value)
                 creds[key] = {"env": var}
             conn["credentials"] = creds
@@ -90,11 +91,7 @@ class Pair:
 
     def catalog(self, products: int = 12) -> None:
         """Bling's catalog, synced to CPlug (as the first sync does)."""
-        self.bling.seed("categories", 4)
-        self.bling.seed("products", products)
-        self.bling.seed("stock", products)
-        self.bling.seed("sellers", 2)
-        self.bling.seed("payment_methods", 12)
+        seed_catalog(self.bling.seed, products)
 
 
 @pytest.fixture

@@ -17,21 +17,18 @@ and with the limits off (``rate_per_second=None``, ``daily_limit=None``: whichev
 from __future__ import annotations
 
 import json
-import multiprocessing
-import os
-import re
 import resource
 import statistics
 import tempfile
 import time
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection as Pipe
 from pathlib import Path
 from typing import Any
 
 import click
 from sqlalchemy import func, select
 
+from hub.bench.sandboxes import Child, start_sandboxes
 from hub.config import apply as applying
 from hub.config import routes as config
 from hub.crypto import Vault
@@ -45,108 +42,6 @@ from hub.store.schema import Operation, Quarantine
 from hub.sync.drain import drain
 from hub.sync.loading import Runtime, find_route
 from hub.sync.pull import sync_route
-
-LIMITS_OFF = {"rate_per_second": None, "daily_limit": None}
-"""Keyword arguments that lift a sandbox's limits; those its factory does not take are dropped."""
-
-
-# --- a sandbox in its own process ---------------------------------------------------------------------------
-
-
-def _serve_sandbox(pipe: Pipe, platform: str, kwargs: dict[str, Any]) -> None:
-    """Child process: build the platform's sandbox, serve it, answer commands until ``stop``."""
-    from hub.sandbox import serve
-
-    try:
-        factory = get_registry().platform(platform).sandbox
-        if factory is None:
-            raise ValueError(f"platform {platform} ships no sandbox")
-        box, kwargs = _build(factory, kwargs)
-        served = serve(box.app)
-        pipe.send((served.base_url, box.connection(served.base_url), kwargs))
-    except Exception as exc:
-        pipe.send({"error": f"{type(exc).__name__}: {exc}"})
-        return
-
-    def stats() -> dict[str, Any]:
-        log = getattr(box, "request_log", None)
-        if isinstance(log, list):
-            log.clear()  # the bench only counts; a log of every request would grow without bound
-        return {"requests": getattr(box, "requests", None), "throttled": getattr(box, "throttled", None)}
-
-    while True:
-        command, *args = pipe.recv()
-        try:
-            if command == "seed":
-                reply: Any = len(box.seed(args[0], args[1]))
-            elif command == "count":
-                reply = len(box.records(args[0]))
-            elif command == "stats":
-                reply = stats()
-            elif command == "stop":
-                reply = stats()
-                served.stop()
-                pipe.send(reply)
-                return
-            else:
-                raise ValueError(f"unknown command {command!r}")
-        except Exception as exc:
-            reply = {"error": f"{type(exc).__name__}: {exc}"}
-        pipe.send(reply)
-
-
-def _build(factory: Any, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """The sandbox, built with those of ``kwargs`` its factory takes (a limit it does not have is not lifted)."""
-    kwargs = dict(kwargs)
-    while True:
-        try:
-            return factory(**kwargs), kwargs
-        except TypeError as exc:
-            found = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
-            if found is None or found.group(1) not in kwargs:
-                raise
-            del kwargs[found.group(1)]
-
-
-class Child:
-    """The parent's handle on one sandbox process."""
-
-    def __init__(self, platform: str, kwargs: dict[str, Any]) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self.pipe, child = ctx.Pipe()
-        self.process = ctx.Process(target=_serve_sandbox, args=(child, platform, kwargs), daemon=True,
-                                   name=f"sandbox-{platform}")
-        self.process.start()
-        child.close()
-        if not self.pipe.poll(120):
-            self.process.kill()
-            raise RuntimeError(f"the {platform} sandbox did not start")
-        reply = self.pipe.recv()
-        if isinstance(reply, dict):
-            self.process.join(timeout=10)
-            raise RuntimeError(f"the {platform} sandbox did not start: {reply['error']}")
-        self.base_url, self.connection, self.kwargs = reply
-        self.stopped: dict[str, Any] | None = None
-
-    def call(self, *command: Any) -> Any:
-        self.pipe.send(command)
-        reply = self.pipe.recv()
-        if isinstance(reply, dict) and "error" in reply:
-            raise RuntimeError(f"sandbox {command[0]}: {reply['error']}")
-        return reply
-
-    def stop(self) -> dict[str, Any] | None:
-        if self.stopped is None and self.process.is_alive():
-            try:
-                self.stopped = self.call("stop")
-            except (EOFError, OSError, RuntimeError):
-                pass
-        self.process.join(timeout=10)
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join(timeout=5)
-        return self.stopped
-
 
 # --- what to seed and sync ----------------------------------------------------------------------------------
 
@@ -237,20 +132,9 @@ def run_phase(path: Path, limits: bool, products: int, sales: int, categories: i
         try:
             migrate.upgrade(store)
             rt = Runtime(store=store, vault=Vault(settings), registry=registry)
-            sandboxes: dict[str, dict[str, Any]] = {}
-            for cname, conn in tenant.connections.items():
-                factory = registry.platform(conn.platform).sandbox
-                if factory is None:
-                    raise ConfigError(f"{routes_path}: platform {conn.platform} ships no sandbox; the bench needs one")
-                child = children[cname] = Child(conn.platform, {} if limits else LIMITS_OFF)
-                sandboxes[cname] = {"platform": conn.platform, **child.kwargs}
-                conn.options = {**conn.options, **child.connection["options"]}
-                creds: dict[str, config.EnvSecret | str] = {}
-                for key, value in child.connection["credentials"].items():
-                    var = f"HUB_BENCH_{scenario.tenant}_{cname}_{key}".upper().replace("-", "_")
-                    os.environ[var] = str(value)
-                    creds[key] = config.EnvSecret(env=var)
-                conn.credentials = creds
+            children.update(start_sandboxes(tenant, f"HUB_ENV_BENCH_{scenario.tenant}", lift_limits=not limits))
+            sandboxes = {c: {"platform": tenant.connections[c].platform, **child.kwargs}
+                         for c, child in children.items()}
             errors, _warnings = applying.check(parsed, registry, str(routes_path))
             if errors:
                 raise ConfigError("\n".join(errors))

@@ -6,6 +6,7 @@ import click
 
 from hub.bench import bench
 from hub.cli import admin, operate
+from hub.cli.plugin import plugin
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -14,7 +15,7 @@ def cli() -> None:
     """hub: connect Bling, Amazon, Plugg.to, Zydon and CPlug through one canonical store."""
 
 
-for command in (*admin.COMMANDS, *operate.COMMANDS, bench):
+for command in (*admin.COMMANDS, *operate.COMMANDS, bench, plugin):
     cli.add_command(command)
 
 _plugged = False

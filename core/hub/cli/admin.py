@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from hub.cli.common import echo_json, friendly_errors
@@ -21,7 +23,10 @@ def plugins(as_json: bool, show_all: bool) -> None:
         if info.builtin and not show_all:
             continue
         info.hooks = manager.hooks_of(name)
-        rows.append(info.as_dict())
+        row = info.as_dict()
+        row["platform_details"] = [describe_platform(registry.platform(p)) for p in info.platforms
+                                   if p in registry.platforms]
+        rows.append(row)
     if as_json:
         echo_json(rows)
         return
@@ -33,8 +38,37 @@ def plugins(as_json: bool, show_all: bool) -> None:
             click.secho(f"{head}: FAILED TO LOAD: {row['error']}", fg="red")
             continue
         click.echo(f"{head}\n  platforms: {', '.join(row['platforms']) or '-'}\n  hooks: {', '.join(row['hooks'])}")
+        for detail in row["platform_details"]:
+            click.echo(f"  {detail['name']} ({detail['title']})")
+            click.echo(f"    reads: {', '.join(detail['pulls']) or '-'}")
+            click.echo(f"    writes: {', '.join(detail['pushes']) or '-'}")
+            if detail["actions"]:
+                click.echo(f"    actions: {', '.join(detail['actions'])}")
+            click.echo(f"    credentials: {', '.join(detail['credentials']) or '-'}")
+            for option in detail["options"]:
+                default = "required" if option["required"] else f"default {option['default']!r}"
+                text = f" {option['description']}" if option["description"] else ""
+                click.echo(f"    option {option['name']} ({default}):{text}")
     for conflict in registry.conflicts:
         click.secho(f"warning: {conflict}", fg="yellow")
+
+
+def describe_platform(platform: Any) -> dict[str, Any]:
+    """What ``hub plugins`` shows of a platform: its streams, actions, credentials and options with their
+    descriptions and defaults (from the plugin's options model)."""
+    options = []
+    model = platform.options
+    if model is not None:
+        for name, field in model.model_fields.items():
+            required = field.is_required()
+            default = None if required else field.get_default(call_default_factory=True)
+            if not isinstance(default, str | int | float | bool | None):
+                default = str(default)
+            options.append({"name": field.alias or name, "required": required, "default": default,
+                            "description": field.description or ""})
+    return {"name": platform.name, "title": platform.title, "pulls": sorted(platform.pulls),
+            "pushes": sorted(platform.pushes), "actions": sorted(platform.actions),
+            "credentials": list(platform.credentials), "options": options}
 
 
 @click.group()
@@ -95,34 +129,120 @@ def _check(path: str) -> object:
 @friendly_errors
 def routes_validate(path: str) -> None:
     """Check a route file against the schema and the installed plugins; nothing is written."""
-    _check(path)
-    click.echo(f"{path}: valid")
+    from hub.config.routes import RoutesFile
+
+    parsed = _check(path)
+    assert isinstance(parsed, RoutesFile)
+    click.echo(f"{path}: valid (tenants: {', '.join(parsed.tenants)})")
 
 
 @routes.command("apply")
 @click.argument("path", type=click.Path())
+@click.option("--tenant", "tenants", multiple=True, metavar="TENANT",
+              help="Apply this tenant's block (repeatable); other tenants in the file are left untouched.")
+@click.option("--all-tenants", is_flag=True, help="Apply every tenant the file names.")
 @friendly_errors
-def routes_apply(path: str) -> None:
-    """Validate a route file, then write it to the store (credentials encrypted)."""
+def routes_apply(path: str, tenants: tuple[str, ...], all_tenants: bool) -> None:
+    """Validate a route file, then write the named tenants to the store (credentials encrypted).
+
+    A file naming one tenant applies to it; a file naming several needs --tenant for each, or --all-tenants."""
     from hub.app import build_runtime
     from hub.config import apply as applying
     from hub.config.routes import RoutesFile
+    from hub.errors import ConfigError
     from hub.store.migrate import require_head
 
+    if tenants and all_tenants:
+        raise ConfigError("--tenant and --all-tenants were both given", fix="Use one of them.")
+    chosen: applying.Scope = "all" if all_tenants else (list(tenants) or None)
     parsed = _check(path)
     assert isinstance(parsed, RoutesFile)
+    applying.scope(parsed, chosen)
     rt = build_runtime()
     require_head(rt.store)
-    counts = applying.apply(parsed, rt.store, rt.vault, rt.registry)
+    counts = applying.apply(parsed, rt.store, rt.vault, rt.registry, tenants=chosen)
     click.echo(f"applied {path}: " + ", ".join(f"{n} {k}" for k, n in counts.items() if k != "resynced"))
+    if counts.skipped:
+        click.echo(f"skipped tenants not named with --tenant: {', '.join(counts.skipped)}")
+    for notice in counts.notices:
+        click.secho(f"warning: {notice}", fg="yellow")
     if counts["resynced"]:
         click.secho(f"warning: an option that changes what is written to a platform changed after the first sync; "
                     f"the next sync of {counts['resynced']} route(s) is a full resync", fg="yellow")
 
 
-@click.group()
+class AuthGroup(click.Group):
+    """``hub auth PLATFORM TENANT``: a plugin's own command (e.g. Bling's link-and-code flow), or for a platform
+    without one, authorizing again with the credentials configured for it."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        found = super().get_command(ctx, cmd_name)
+        if found is not None:
+            return found
+        from hub.registry import get_registry
+
+        return _reauthorize(cmd_name) if cmd_name in get_registry().platforms else None
+
+
+def _reauthorize(platform: str) -> click.Command:
+    @click.command(platform)
+    @click.argument("tenant")
+    @click.option("--connection", "connection_name", default=None, help="When the tenant has several accounts.")
+    @friendly_errors
+    def command(tenant: str, connection_name: str | None) -> None:
+        """Authorize TENANT's connection again with its configured credentials, and resume it."""
+        from hub.app import build_runtime
+        from hub.auth import authorize, find_connection
+        from hub.store.migrate import require_head
+
+        rt = build_runtime()
+        require_head(rt.store)
+        conn = find_connection(rt, tenant, platform, connection_name)
+        resumed = authorize(rt, conn.id, {})
+        click.echo(f"authorized {tenant}/{conn.name}; {resumed} waiting operations resume now")
+
+    return command
+
+
+@click.group(cls=AuthGroup)
 def auth() -> None:
     """Authorize a tenant's connection; each platform plugin adds its command (e.g. `hub auth bling TENANT`)."""
 
 
-COMMANDS = [plugins, db, routes, auth]
+@click.group()
+def secrets() -> None:
+    """The keys that encrypt credentials and secret options at rest (HUB_SECRET_KEY or HUB_HOME/secret.key)."""
+
+
+@secrets.command("generate")
+def secrets_generate() -> None:
+    """Print a new key. To rotate: HUB_SECRET_KEY=NEW,OLD, run `hub secrets rotate`, then HUB_SECRET_KEY=NEW."""
+    from hub.crypto import generate_key
+
+    click.echo(generate_key())
+
+
+@secrets.command("rotate")
+@friendly_errors
+def secrets_rotate() -> None:
+    """Re-encrypt every connection's credentials and secret options with the first key of HUB_SECRET_KEY, so the
+    keys after it can be retired."""
+    from hub.config.secrets import rotate_all
+    from hub.crypto import Vault
+    from hub.settings import get_settings
+    from hub.store.engine import Store
+    from hub.store.migrate import require_head
+
+    settings = get_settings()
+    vault = Vault(settings)
+    store = Store.from_url(settings.resolved_database_url())
+    try:
+        require_head(store)
+        rotated = rotate_all(store, vault)
+    finally:
+        store.engine.dispose()
+    click.echo(f"re-encrypted {rotated} connection(s) with the newest key; the older keys can now be removed "
+               "from HUB_SECRET_KEY")
+
+
+COMMANDS = [plugins, db, routes, auth, secrets]

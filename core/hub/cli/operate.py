@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from hub.cli.common import echo_json, friendly_errors
+from hub.privacy import mask_value
 
 
 @click.command()
@@ -49,6 +50,7 @@ def sync(tenant: str, route: str, full: bool, no_push: bool, as_json: bool) -> N
                      "operations": r.counts.operations, "error": r.error, "fix": r.fix} for r in report.streams],
         "operations": states,
     }
+    out = mask_value(out)
     if as_json:
         echo_json(out)
     else:
@@ -69,16 +71,24 @@ def status(tenant: str, as_json: bool) -> None:
     from hub.app import build_runtime
     from hub.status import tenant_status
 
-    data = tenant_status(build_runtime(), tenant)
+    data = mask_value(tenant_status(build_runtime(), tenant))
     if as_json:
         echo_json(data)
         return
     for conn in data["connections"]:
-        paused = f"  PAUSED: {conn['pause_reason']}" if conn["paused"] else ""
-        click.echo(f"connection {conn['name']} ({conn['platform']}){paused}")
+        click.echo(f"connection {conn['name']} ({conn['platform']})")
+        if conn["paused"]:
+            why = {"auth": "re-authorization needed", "quota": "quota spent"}.get(conn.get("pause_kind") or "", "")
+            click.secho(f"  PAUSED{f' ({why})' if why else ''}: {conn['pause_reason']}", fg="red")
+        elif conn.get("auth_attempt_at"):
+            click.echo(f"  token renewal sent at {str(conn['auth_attempt_at'])[:19]} UTC, answer not stored yet")
     for route in data["routes"]:
         click.echo(f"route {route['name']}: {route['source']} -> {route['sink']}"
                    f"{'' if route['enabled'] else ' (disabled)'}")
+        if route.get("sync_failures"):
+            retry_at = str(route["next_run_at"] or "-")[:19]
+            click.secho(f"  runs failed {route['sync_failures']} times in a row; next try at {retry_at} UTC",
+                        fg="red")
         click.echo(f"  {'stream':<16}{'last successful sync':<22}{'records':>8}{'pending':>9}{'failed':>8}")
         for st in route["streams"]:
             last = st["last_success_at"] or "never"
@@ -101,8 +111,8 @@ def logs(tenant: str, limit: int, only_errors: bool, as_json: bool) -> None:
     from hub.status import api_log, quarantined
 
     rt = build_runtime()
-    calls = api_log(rt, tenant, limit, only_errors)
-    refused = quarantined(rt, tenant, limit)
+    calls = mask_value(api_log(rt, tenant, limit, only_errors))
+    refused = mask_value(quarantined(rt, tenant, limit))
     if as_json:
         echo_json({"api_log": calls, "quarantine": refused})
         return
@@ -161,27 +171,43 @@ def run(threads: int | None, run_for: float | None, webhook_port: int | None, we
 @click.argument("platform")
 @click.option("--port", default=0, show_default=True)
 @click.option("--seed", "seeds", multiple=True, help="STREAM=N synthetic records, e.g. products=100.")
+@click.option("--fault", "faults", multiple=True, metavar="KIND=RATE",
+              help="Fail this share of API requests with KIND (500, timeout, timeout-after-write, slow, 429, 401, "
+                   "repeat_page...), e.g. --fault 500=0.1 --fault timeout=0.05.")
+@click.option("--fault-seed", default=0, show_default=True, help="Seed of the random fault draws (repeatable runs).")
+@click.option("--for", "run_for", type=float, default=None, help="Stop after this many seconds (for tests).")
 @friendly_errors
-def sandbox(platform: str, port: int, seeds: tuple[str, ...]) -> None:
+def sandbox(platform: str, port: int, seeds: tuple[str, ...], faults: tuple[str, ...], fault_seed: int,
+            run_for: float | None) -> None:
     """Serve PLATFORM's sandbox on loopback until interrupted."""
     from hub.registry import get_registry
     from hub.sandbox import serve
+    from hub.sandbox.faults import parse_rates
 
     factory = get_registry().platform(platform).sandbox
     if factory is None:
         raise click.ClickException(f"{platform} ships no sandbox")
     box = factory()
+    try:
+        rates = parse_rates(faults, box.random_fault_kinds)
+        box.set_fault_rates(rates, seed=fault_seed)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--fault") from None
     for seed in seeds:
         stream, _, count = seed.partition("=")
         box.seed(stream, int(count))
     served = serve(box.app, port=port)
     click.echo(f"{platform} sandbox at {served.base_url}")
+    if rates:
+        click.echo("faults: " + ", ".join(f"{kind} {rate:g}" for kind, rate in rates.items()))
     echo_json(box.connection(served.base_url))
+    started = time.monotonic()
     try:
-        while True:
-            time.sleep(1)
+        while run_for is None or time.monotonic() - started < run_for:
+            time.sleep(0.1)
     except KeyboardInterrupt:
-        served.stop()
+        pass
+    served.stop()
 
 
 @click.command()

@@ -1,23 +1,26 @@
 """The route config file: tenants, their connections and their routes.
 
 Errors name the file, the key path and the fix. ``${VAR}`` in option values and ``{env: VAR}`` credentials read
-the environment when the file is applied; secrets are then stored encrypted, never in the file.
+the environment when the file is applied; secrets are then stored encrypted, never in the file. A route file may
+read only variables meant for it (see ``env_refusal``): never the hub's own settings such as HUB_SECRET_KEY.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from hub.errors import ConfigError
 from hub.models import ENTITY_MODELS
 
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+_STREAM = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _DURATION = re.compile(r"^(\d+)\s*(s|m|h|d)$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -56,14 +59,43 @@ class ConnectionConfig(Strict):
         return value
 
 
+def same_status(a: str, b: str) -> bool:
+    """Status names compare without case, accents or repeated spaces: "Em aberto" is "em  Aberto"."""
+    def fold(text: str) -> str:
+        plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+        return " ".join(plain.casefold().split())
+
+    return fold(a) == fold(b)
+
+
 class TransitionRule(Strict):
+    """One row of a route's transition table: on a change ``from`` -> ``to`` (names as the route's ``statuses``
+    table gives them), run ``actions`` on the route's platform that declares each."""
+
+    model_config = ConfigDict(frozen=True)
+
     from_status: str = Field(alias="from", description="'*' matches any status, including a new sale")
-    to_status: str = Field(alias="to")
+    to_status: str = Field(alias="to", description="'*' matches any status")
     actions: list[str] = Field(min_length=1)
+
+    def matches(self, from_status: str | None, to_status: str) -> bool:
+        """Whether a change from ``from_status`` (None: a new sale) to ``to_status`` calls for this rule."""
+        if self.from_status != "*" and (from_status is None or not same_status(self.from_status, from_status)):
+            return False
+        return self.to_status == "*" or same_status(self.to_status, to_status)
+
+
+TableName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 
 
 class Mappings(Strict):
-    """DE-PARA tables. A table that is present is strict: a key missing from it is an error, never a guess."""
+    """DE-PARA tables. A table that is present is strict: a key missing from it is an error, never a guess.
+
+    Besides the core's three, a route may use any table an installed plugin declares (``Platform.mapping_tables``);
+    the file is parsed without the plugins, so ``hub routes validate`` checks those names."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    __pydantic_extra__: dict[TableName, dict[str, str] | None] = Field(init=False)
 
     payment_methods: dict[str, str] | None = None
     statuses: dict[str, str] | None = None
@@ -89,10 +121,12 @@ class RouteConfig(Strict):
 
     @field_validator("streams")
     @classmethod
-    def _known_streams(cls, value: list[str]) -> list[str]:
+    def _stream_names(cls, value: list[str]) -> list[str]:
+        """Only the shape: a plugin may declare streams (``Platform.streams``), checked by ``hub routes validate``."""
         for stream in value:
-            if stream not in ENTITY_MODELS:
-                raise ValueError(f"unknown stream {stream!r}; streams are: {', '.join(ENTITY_MODELS)}")
+            if not _STREAM.match(stream):
+                raise ValueError(f"{stream!r} is not a stream name; the core's streams are: "
+                                 f"{', '.join(ENTITY_MODELS)} (plugins may declare others)")
         return value
 
     @field_validator("schedule")
@@ -112,6 +146,12 @@ class TenantConfig(Strict):
 class RoutesFile(Strict):
     version: Literal[1] = 1
     tenants: dict[Name, TenantConfig]
+    _source: str = PrivateAttr(default="the route file")
+
+    @property
+    def source(self) -> str:
+        """The file it was read from, for error messages."""
+        return self._source
 
 
 _FIXES = {
@@ -141,27 +181,75 @@ def load(path: str | Path) -> RoutesFile:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}", fix="Fix the YAML syntax at the line shown.") from None
     try:
-        return RoutesFile.model_validate(raw)
+        parsed = RoutesFile.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError("\n".join(_format_errors(str(path), exc))) from None
+    parsed._source = str(path)
+    return parsed
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+ENV_PREFIX = "HUB_ENV_"
 
 
-def expand(value: Any, where: str) -> Any:
-    """Replace ``${VAR}`` in strings (recursively) with the environment's value."""
+def platform_prefix(platform: str) -> str:
+    return platform.upper().replace("-", "_") + "_"
+
+
+def env_refusal(name: str, platform: str) -> str | None:
+    """Why a route file may not read ``name`` for a connection on ``platform``; None when it may.
+
+    Allowed: ``HUB_ENV_*``, the platform's own ``PLATFORM_*`` and the names listed in ``HUB_ENV_ALLOW``
+    (comma-separated). Other ``HUB_*`` names are the hub's settings (its key, its database) and never allowed."""
+    prefix = platform_prefix(platform)
+    allow = {n.strip() for n in os.environ.get("HUB_ENV_ALLOW", "").split(",") if n.strip()}
+    if name.startswith(ENV_PREFIX) or (not name.startswith("HUB_") and (name.startswith(prefix) or name in allow)):
+        return None
+    why = "is one of the hub's own settings" if name.startswith("HUB_") else "is not meant for route files"
+    return (f"environment variable {name} {why}; a {platform} connection may read only {ENV_PREFIX}*, {prefix}* "
+            f"or the names listed in HUB_ENV_ALLOW")
+
+
+def env_fix(name: str, platform: str) -> str:
+    fix = f"Rename the variable to {ENV_PREFIX}... or {platform_prefix(platform)}..."
+    if not name.startswith("HUB_"):
+        fix += f", or add {name} to HUB_ENV_ALLOW (comma-separated names)"
+    return fix + "; HUB_* settings such as HUB_SECRET_KEY are never readable from a route file."
+
+
+def read_env(name: str, platform: str, where: str) -> str | None:
+    """The variable's value (None when unset), after refusing one this connection may not read."""
+    refusal = env_refusal(name, platform)
+    if refusal is not None:
+        raise ConfigError(f"{where}: {refusal}", fix=env_fix(name, platform))
+    return os.environ.get(name)
+
+
+def references(value: Any) -> bool:
+    """Whether ``value`` (recursively) holds a ``${VAR}`` reference."""
+    if isinstance(value, str):
+        return _VAR.search(value) is not None
+    if isinstance(value, dict):
+        return any(references(v) for v in value.values())
+    if isinstance(value, list):
+        return any(references(v) for v in value)
+    return False
+
+
+def expand(value: Any, where: str, platform: str) -> Any:
+    """Replace ``${VAR}`` in strings (recursively) with the environment's value, reading only allowed names."""
     if isinstance(value, str):
         def repl(match: re.Match[str]) -> str:
             name = match.group(1)
-            if name not in os.environ:
+            found = read_env(name, platform, where)
+            if found is None:
                 raise ConfigError(f"{where}: environment variable {name} is not set",
                                   fix=f"export {name}=... before applying the routes")
-            return os.environ[name]
+            return found
 
         return _VAR.sub(repl, value)
     if isinstance(value, dict):
-        return {k: expand(v, f"{where}.{k}") for k, v in value.items()}
+        return {k: expand(v, f"{where}.{k}", platform) for k, v in value.items()}
     if isinstance(value, list):
-        return [expand(v, where) for v in value]
+        return [expand(v, where, platform) for v in value]
     return value

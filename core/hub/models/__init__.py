@@ -12,6 +12,18 @@ from hub.models.catalog import (
 from hub.models.fiscal import Action, FiscalProblem, Invoice, StatusTransition
 from hub.models.parties import Address, Customer, Seller
 from hub.models.sales import TPAG_CODES, Payment, PaymentMethod, Sale, SaleItem
+from hub.models.types import (
+    AccessKey,
+    Cep,
+    Cest,
+    Gtin,
+    Money,
+    Ncm,
+    Quantity,
+    TaxId,
+    access_key_check_digit,
+    normalize_document,
+)
 
 ENTITY_MODELS: dict[str, type[Canonical]] = {
     "categories": Category,
@@ -24,10 +36,12 @@ ENTITY_MODELS: dict[str, type[Canonical]] = {
     "sales": Sale,
     "invoices": Invoice,
 }
-"""Every stream name a route may list, with the model its records validate against."""
+"""The core's streams, with the model their records validate against. Plugins may declare more
+(``Platform.streams``): look a stream up with :func:`hub.streams.stream_spec`, never here."""
 
 __all__ = [
-    "ENTITY_MODELS", "TPAG_CODES", "Action", "Address", "Canonical", "Category", "Customer", "FiscalProblem",
-    "Invoice", "Payment", "PaymentMethod", "Price", "Product", "ProductFiscal", "Ref", "Sale", "SaleItem",
-    "Seller", "StatusTransition", "StockLevel", "Variation",
+    "ENTITY_MODELS", "TPAG_CODES", "AccessKey", "Action", "Address", "Canonical", "Category", "Cep", "Cest",
+    "Customer", "FiscalProblem", "Gtin", "Invoice", "Money", "Ncm", "Payment", "PaymentMethod", "Price", "Product",
+    "ProductFiscal", "Quantity", "Ref", "Sale", "SaleItem", "Seller", "StatusTransition", "StockLevel", "TaxId",
+    "Variation", "access_key_check_digit", "normalize_document",
 ]

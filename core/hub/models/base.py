@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -12,6 +13,12 @@ class Canonical(BaseModel):
     """Immutable, strict about unknown fields: a typo in a plugin's mapper fails loudly."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    unique_key: ClassVar[bool] = False
+    """True when the natural key names one record per source connection (a sale number, a SKU): a second record of
+    the same source with that key is quarantined by the core, never merged into the first."""
+    key_field: ClassVar[str | None] = None
+    """The field the natural key is made of, named when the core refuses a key."""
 
     def natural_key(self) -> str | None:
         """A key that identifies the same thing on every platform (SKU, CPF/CNPJ), if there is one."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
@@ -33,6 +33,8 @@ class Variation(Canonical):
 
 
 class Product(Canonical):
+    unique_key: ClassVar[bool] = True
+    key_field: ClassVar[str | None] = "sku"
     entity: Literal["products"] = "products"
     sku: Annotated[str, Field(min_length=1)]
     name: Annotated[str, Field(min_length=1)]
@@ -52,6 +54,7 @@ class Product(Canonical):
 
 
 class Category(Canonical):
+    key_field: ClassVar[str | None] = "path"
     entity: Literal["categories"] = "categories"
     path: Annotated[list[str], Field(min_length=1)]
 
@@ -64,7 +67,10 @@ class Category(Canonical):
 
 
 class StockLevel(Canonical):
-    """The balance of one SKU in one warehouse (Bling: depósito)."""
+    """The balance of one SKU in one warehouse (Bling: depósito). It may be negative: ERPs allow it."""
+
+    unique_key: ClassVar[bool] = True
+    key_field: ClassVar[str | None] = "sku"
 
     entity: Literal["stock"] = "stock"
     sku: Annotated[str, Field(min_length=1)]
@@ -77,6 +83,8 @@ class StockLevel(Canonical):
 
 
 class Price(Canonical):
+    unique_key: ClassVar[bool] = True
+    key_field: ClassVar[str | None] = "sku"
     entity: Literal["prices"] = "prices"
     sku: Annotated[str, Field(min_length=1)]
     price: Money

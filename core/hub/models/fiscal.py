@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -14,6 +14,8 @@ InvoiceStatus = Literal["pending", "authorized", "rejected", "cancelled"]
 
 
 class Invoice(Canonical):
+    unique_key: ClassVar[bool] = True
+    key_field: ClassVar[str | None] = "access_key"
     entity: Literal["invoices"] = "invoices"
     kind: Literal["sale", "return"] = "sale"
     number: str | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
@@ -33,6 +33,7 @@ class Address(Canonical):
 
 
 class Customer(Canonical):
+    key_field: ClassVar[str | None] = "document"
     entity: Literal["customers"] = "customers"
     name: Annotated[str, Field(min_length=1)]
     document: TaxId | None = None

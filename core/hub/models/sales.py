@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from hub.models.base import Canonical, Ref
 from hub.models.parties import Customer
@@ -51,11 +51,30 @@ class Payment(Canonical):
 
 
 class SaleItem(Canonical):
+    """One line of a sale. A return is its own document (an exchange, a cancellation), never a negative line."""
+
     sku: Annotated[str, Field(min_length=1)]
     name: str | None = None
     quantity: Quantity
     unit_price: Money
     discount: Money = Decimal("0")
+
+    @field_validator("quantity")
+    @classmethod
+    def _sold(cls, value: Decimal) -> Decimal:
+        if value <= 0:
+            raise ValueError(f"quantity {value} must be greater than zero (fix: correct the item's quantity on the "
+                             "source; a return is recorded as an exchange or a cancellation, not a negative line)")
+        return value
+
+    @field_validator("discount")
+    @classmethod
+    def _within_line(cls, value: Decimal, info: ValidationInfo) -> Decimal:
+        quantity, price = info.data.get("quantity"), info.data.get("unit_price")
+        if quantity is not None and price is not None and value > quantity * price:
+            raise ValueError(f"discount {value} exceeds the line's value {quantity * price} (fix: correct the "
+                             "item's discount on the source; it cannot be more than quantity x unit price)")
+        return value
 
     @property
     def total(self) -> Decimal:
@@ -65,6 +84,8 @@ class SaleItem(Canonical):
 class Sale(Canonical):
     """An order or POS sale. No customer means the final consumer (consumidor final)."""
 
+    unique_key: ClassVar[bool] = True
+    key_field: ClassVar[str | None] = "number"
     entity: Literal["sales"] = "sales"
     number: Annotated[str, Field(min_length=1)]
     channel: str | None = None
@@ -84,6 +105,24 @@ class Sale(Canonical):
     @property
     def total(self) -> Decimal:
         return sum((item.total for item in self.items), Decimal("0")) - self.discount + self.freight
+
+    @field_validator("discount")
+    @classmethod
+    def _within_items(cls, value: Decimal, info: ValidationInfo) -> Decimal:
+        items: list[SaleItem] | None = info.data.get("items")
+        if items:
+            gross = sum((item.total for item in items), Decimal("0"))
+            if value > gross:
+                raise ValueError(f"discount {value} exceeds the items' total {gross} (fix: correct the sale's "
+                                 "discount on the source; it cannot be more than what the items add up to)")
+        return value
+
+    @model_validator(mode="after")
+    def _not_negative(self) -> Sale:
+        if self.total < 0:
+            raise ValueError(f"total: the sale totals {self.total}, below zero (fix: correct its items, discount "
+                             "and freight on the source)")
+        return self
 
     @model_validator(mode="after")
     def _paid_in_full(self) -> Sale:

@@ -12,8 +12,10 @@ from dramatiq import Worker
 from sqlalchemy import select, update
 
 from hub.errors import HubError
+from hub.privacy import mask_documents
 from hub.runner.actors import Actors, declare
 from hub.runner.broker import make_broker
+from hub.runner.routes import RunPolicy, claim
 from hub.store.engine import utcnow
 from hub.store.migrate import require_head
 from hub.store.schema import Connection, Operation, Route, Tenant
@@ -40,22 +42,20 @@ def relay_once(rt: Runtime, send: Callable[[int], object], limit: int = 500) -> 
     return len(ids)
 
 
-def schedule_once(rt: Runtime, send: Callable[[str, str], object]) -> int:
-    """Start every route whose time has come. The compare-and-set on next_run_at lets one instance win."""
+def schedule_once(rt: Runtime, send: Callable[[str, str, str], object], policy: RunPolicy | None = None) -> int:
+    """Start every route whose time has come; ``send(tenant, route, lease_until)``. The compare-and-set on
+    next_run_at lets one instance win, and the lease it sets brings the route back if the run never reports."""
+    policy = policy or RunPolicy()
     now = utcnow()
     started = 0
     with rt.store.sessions() as s:
-        due = list(s.execute(select(Route.id, Route.tenant_id, Route.name, Route.next_run_at, Route.schedule_seconds)
+        due = list(s.execute(select(Route.id, Route.tenant_id, Route.name, Route.next_run_at)
                              .join(Tenant, Tenant.id == Route.tenant_id)
                              .where(Route.enabled.is_(True), Route.next_run_at <= now)))
-    for route_id, tenant, name, next_run_at, every in due:
-        # A route without a schedule runs when a webhook marks it due, once.
-        claim = (update(Route).where(Route.id == route_id, Route.next_run_at == next_run_at)
-                 .values(next_run_at=now + timedelta(seconds=every) if every else None))
-        with rt.store.begin() as s:
-            won = s.execute(claim).rowcount  # type: ignore[attr-defined]
-        if won:
-            send(tenant, name)
+    for route_id, tenant, name, next_run_at in due:
+        lease_until = claim(rt, route_id, next_run_at, policy) if next_run_at is not None else None
+        if lease_until is not None:
+            send(tenant, name, lease_until.isoformat())
             started += 1
     return started
 
@@ -76,16 +76,19 @@ def renew_idle_once(rt: Runtime) -> int:
             ensure_auth(rt, conn_id, force=True)
             renewed += 1
         except HubError as exc:
-            log.warning("idle renewal of connection %s failed: %s (fix: %s)", conn_id, exc.message, exc.fix)
+            log.warning("idle renewal of connection %s failed: %s (fix: %s)", conn_id, mask_documents(exc.message),
+                        mask_documents(exc.fix))
     return renewed
 
 
 class Service:
     def __init__(self, rt: Runtime, redis_url: str | None, threads: int = 4, relay_interval: float = 0.5,
-                 scheduler_interval: float = 5.0, broker: dramatiq.Broker | None = None) -> None:
+                 scheduler_interval: float = 5.0, broker: dramatiq.Broker | None = None,
+                 policy: RunPolicy | None = None) -> None:
         self.rt = rt
+        self.policy = policy or RunPolicy()
         self.broker = broker or make_broker(redis_url)
-        self.actors: Actors = declare(self.broker, rt)
+        self.actors: Actors = declare(self.broker, rt, self.policy)
         self.threads = threads
         self.relay_interval = relay_interval
         self.scheduler_interval = scheduler_interval
@@ -109,7 +112,8 @@ class Service:
         relay_once(self.rt, lambda op_id: self.actors.execute_operation.send(op_id))
 
     def _schedule(self) -> None:
-        schedule_once(self.rt, lambda tenant, route: self.actors.run_sync.send(tenant, route))
+        schedule_once(self.rt, lambda tenant, route, lease: self.actors.run_sync.send(tenant, route, lease),
+                      self.policy)
         renew_idle_once(self.rt)
 
     def _loop(self, step: Callable[[], None], interval: float) -> None:

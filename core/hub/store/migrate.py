@@ -23,7 +23,8 @@ def migrations_dir() -> Path:
 def alembic_config(store: Store) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(migrations_dir()))
-    cfg.set_main_option("sqlalchemy.url", store.engine.url.render_as_string(hide_password=False))
+    # configparser interpolates "%": a URL-encoded password or option (%3D) must be escaped
+    cfg.set_main_option("sqlalchemy.url", store.engine.url.render_as_string(hide_password=False).replace("%", "%%"))
     return cfg
 
 

@@ -66,6 +66,15 @@ class Connection(Base):
     pause_reason: Mapped[str | None] = mapped_column(Text)
     pause_kind: Mapped[str | None] = mapped_column(String(16))
     renew_by: Mapped[datetime | None]
+    token_issued_at: Mapped[datetime | None]
+    """When the stored access token was issued: the renewal margin scales with the token's lifetime."""
+    auth_attempt_at: Mapped[datetime | None]
+    """A token call in flight (recorded before it is sent, cleared once its answer is stored): a crash or a
+    timeout between the two leaves it set, so the next renewal knows the platform may already have rotated."""
+    auth_attempt_token: Mapped[str | None] = mapped_column(String(64))
+    """SHA-256 of the refresh token that call sent (never the token itself)."""
+    secret_options: Mapped[bytes | None]
+    """Option values that are secrets (``${VAR}`` expansions, fields marked secret), encrypted like credentials."""
     updated_at: Mapped[datetime]
 
 
@@ -83,6 +92,8 @@ class Route(Base):
     enabled: Mapped[bool]
     schedule_seconds: Mapped[int | None]
     next_run_at: Mapped[datetime | None]
+    sync_failures: Mapped[int] = mapped_column(default=0, server_default="0")
+    """Consecutive failed runs: a failed run is retried with backoff, scheduled or triggered by a webhook."""
     updated_at: Mapped[datetime]
 
 

@@ -1,20 +1,50 @@
-"""What a targeted hook is given: its connection, credentials, an API-logged HTTP client and a binder."""
+"""What a targeted hook is given: its connection, credentials, an API-logged HTTP client and a binder.
+
+A connector keeps state in one of two places, never in module globals or attributes of its own on the context:
+
+* ``ctx.cache`` (:class:`ConnectionCache`): lookups that outlive a run and are shared by every context of the
+  same connection in this process (the platform's units, depósitos, payment methods, parsed options). Each entry
+  has a TTL; the cache is bounded, thread-safe, loads each key once when many threads miss it together, and is
+  keyed by a fingerprint of the connection's options and credentials, so none of its entries is seen once they
+  change (tokens that rotate on renewal excepted: a renewed token is the same account)::
+
+      units = ctx.cache.get_or_set("cplug:units", lambda: read_units(ctx), ttl=300)
+      deposit = ctx.cache.find("bling:deposits", lambda: read_deposits(ctx), lambda rows: by_name(rows, wanted))
+
+  ``find`` re-reads the value once when ``match`` finds nothing, so a record created on the platform a minute ago
+  is found rather than refused from a stale list.
+* ``ctx.scratch``: a plain dict that lives as long as the context (one operation, one pull run): the customers
+  already fetched for this page of sales, a run's counters.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+import os
 import ssl
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
+from hub.config.routes import TransitionRule
 from hub.models import Ref
 from hub.ratelimit import PROCESS_THROTTLE, Throttle, pace
+
+__all__ = ["ApiEntry", "ConnectionCache", "ConnectorContext", "Endpoint", "RouteView", "clear_connection_caches",
+           "connection_cache", "connection_fingerprint", "tls_context"]
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 _tls: ssl.SSLContext | None = None
 
@@ -28,6 +58,154 @@ def tls_context() -> ssl.SSLContext:
     return _tls
 
 
+DEFAULT_TTL = 300.0
+"""Seconds an entry of ``ctx.cache`` lives unless the caller says otherwise."""
+MAX_ENTRIES = 256
+"""Entries per connection; the least recently used goes first."""
+MAX_CONNECTIONS = 1024
+"""Connections whose caches this process keeps; the least recently used goes first."""
+FINGERPRINTS_KEPT = 3
+"""Caches kept per connection, one per recent set of options and credentials; the oldest goes first."""
+ROTATING_CREDENTIALS = frozenset({"access_token", "refresh_token", "id_token", "authorization_code", "token_type",
+                                  "expires_in", "expires_at", "scope"})
+"""Credentials that change on every renewal without changing the account: left out of the fingerprint."""
+
+_MISSING = object()
+_FINGERPRINT_KEY = os.urandom(32)
+"""The fingerprint is an HMAC under a key that never leaves this process: it cannot be used to guess a secret."""
+
+
+def connection_fingerprint(options: dict[str, Any], credentials: dict[str, str]) -> str:
+    """Identifies what the connection points at (options and stable credentials) without holding any of it."""
+    stable = {k: v for k, v in credentials.items() if k not in ROTATING_CREDENTIALS}
+    payload = json.dumps([options, stable], sort_keys=True, default=str).encode()
+    return hmac.new(_FINGERPRINT_KEY, payload, hashlib.sha256).hexdigest()
+
+
+class ConnectionCache:
+    """Per-connection lookups with a TTL per entry: bounded (LRU), thread-safe, one load per key at a time."""
+
+    def __init__(self, fingerprint: str, max_entries: int = MAX_ENTRIES) -> None:
+        self.fingerprint = fingerprint
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, tuple[float, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._loading: dict[str, threading.Lock] = {}
+        """One lock per key being loaded, so two threads never load the same key at once. Per key, not striped:
+        a factory may itself read another key of the cache, and two keys sharing a stripe would then deadlock."""
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The live value of ``key``, or ``default``."""
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is None:
+                return default
+            if hit[0] <= time.monotonic():
+                del self._entries[key]
+                return default
+            self._entries.move_to_end(key)
+            return hit[1]
+
+    def set(self, key: str, value: Any, ttl: float = DEFAULT_TTL) -> None:
+        with self._lock:
+            self._entries[key] = (time.monotonic() + ttl, value)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def forget(self, key: str | None = None) -> None:
+        """Drop ``key`` (every entry when None), e.g. after the plugin changed what it caches on the platform."""
+        with self._lock:
+            if key is None:
+                self._entries.clear()
+            else:
+                self._entries.pop(key, None)
+
+    def _loader(self, key: str) -> threading.Lock:
+        with self._lock:
+            lock = self._loading.get(key)
+            if lock is None:
+                if len(self._loading) > 4 * self.max_entries:  # bounded: drop the locks nobody holds
+                    self._loading = {k: v for k, v in self._loading.items() if v.locked()}
+                lock = self._loading[key] = threading.Lock()
+            return lock
+
+    def get_or_set(self, key: str, factory: Callable[[], T], ttl: float = DEFAULT_TTL) -> T:
+        """The live value of ``key``; else ``factory()``, stored for ``ttl`` seconds. A factory that raises stores
+        nothing. Threads that miss the same key together wait for one load."""
+        value = self.get(key, _MISSING)
+        if value is not _MISSING:
+            return cast(T, value)
+        with self._loader(key):
+            value = self.get(key, _MISSING)
+            if value is _MISSING:
+                value = factory()
+                self.set(key, value, ttl)
+            return cast(T, value)
+
+    def refresh(self, key: str, factory: Callable[[], T], ttl: float = DEFAULT_TTL, *, stale: Any = _MISSING) -> T:
+        """Load ``key`` again. With ``stale`` (the value the caller found wanting), a value another thread stored
+        since is returned instead of loading a second time."""
+        with self._loader(key):
+            current = self.get(key, _MISSING)
+            if current is not _MISSING and stale is not _MISSING and current is not stale:
+                return cast(T, current)
+            value = factory()
+            self.set(key, value, ttl)
+            return value
+
+    def find(self, key: str, factory: Callable[[], T], match: Callable[[T], R | None],
+             ttl: float = DEFAULT_TTL) -> R | None:
+        """``match`` applied to the cached value; when it finds nothing the value is re-read once (the record may
+        have been created on the platform since) and matched again. None means it is not there now either."""
+        value = self.get_or_set(key, factory, ttl)
+        found = match(value)
+        if found is None:
+            found = match(self.refresh(key, factory, ttl, stale=value))
+        return found
+
+    def update(self, key: str, change: Callable[[T], T]) -> None:
+        """Replace a live value by ``change(value)`` (keeping its expiry); readers holding the old value keep a
+        consistent copy. Nothing happens when ``key`` is not cached."""
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None and hit[0] > time.monotonic():
+                self._entries[key] = (hit[0], change(hit[1]))
+
+
+_caches: OrderedDict[tuple[str, str, str], ConnectionCache] = OrderedDict()
+_caches_lock = threading.Lock()
+
+
+def connection_cache(tenant: str, connection: str, fingerprint: str) -> ConnectionCache:
+    """This process's cache of a connection as its options and credentials are now (the fingerprint). Changed
+    options or credentials find none of the old entries; the caches of earlier fingerprints are dropped after
+    :data:`FINGERPRINTS_KEPT` (a token renewal's context, with its longer timeout, does not evict the main one)."""
+    with _caches_lock:
+        key = (tenant, connection, fingerprint)
+        cache = _caches.get(key)
+        if cache is None:
+            cache = _caches[key] = ConnectionCache(fingerprint)
+            same = [k for k in _caches if k[:2] == key[:2]]
+            for old in same[:-FINGERPRINTS_KEPT]:
+                del _caches[old]
+        _caches.move_to_end(key)
+        while len(_caches) > MAX_CONNECTIONS:
+            _caches.popitem(last=False)
+        return cache
+
+
+def clear_connection_caches() -> None:
+    """Forget every connection's cache in this process (tests: a sandbox served again on a port a previous one
+    used looks like the same connection)."""
+    with _caches_lock:
+        _caches.clear()
+
+
 class Endpoint(BaseModel):
     model_config = ConfigDict(frozen=True)
     connection: str
@@ -35,7 +213,8 @@ class Endpoint(BaseModel):
 
 
 class RouteView(BaseModel):
-    """A route as plugins see it: read-only, platform names resolved."""
+    """A route as plugins see it: read-only, platform names resolved, transition rules typed (the core matches
+    them; see :func:`hub.hookspecs.on_status_transition`)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -45,7 +224,7 @@ class RouteView(BaseModel):
     sink: Endpoint
     streams: list[str]
     mappings: dict[str, dict[str, str] | None] = Field(default_factory=dict)
-    transitions: list[dict[str, Any]] = Field(default_factory=list)
+    transitions: list[TransitionRule] = Field(default_factory=list)
     options: dict[str, Any] = Field(default_factory=dict)
     emit_invoices: bool = False
     cancel_replaced: str | None = None
@@ -74,7 +253,8 @@ class _Secrets(dict[str, str]):
 
 @dataclass
 class ConnectorContext:
-    """Given to every targeted hook. ``http`` has the connection's ``base_url`` and logs every call."""
+    """Given to every targeted hook. ``http`` has the connection's ``base_url`` and logs every call; ``cache`` and
+    ``scratch`` hold the plugin's state (module doc)."""
 
     tenant: str
     connection: str
@@ -89,12 +269,21 @@ class ConnectorContext:
     _remote_id_sink: Callable[[str], None] | None = None
     calls: list[ApiEntry] = field(default_factory=list)
     budget: Throttle = PROCESS_THROTTLE
-    cache: dict[str, Any] = field(default_factory=dict)
-    """Scratch space for the plugin during this context's life (parsed options, lookups of this run)."""
+    scratch: dict[str, Any] = field(default_factory=dict)
+    """What the plugin keeps for this context's life only (one operation, one pull run); see the module doc."""
     _client: httpx.Client | None = None
+    _cache: ConnectionCache | None = None
 
     def __post_init__(self) -> None:
         self.credentials = _Secrets(self.credentials)
+
+    @property
+    def cache(self) -> ConnectionCache:
+        """The connection's cache in this process, shared with its other contexts (see the module doc)."""
+        if self._cache is None:
+            self._cache = connection_cache(self.tenant, self.connection,
+                                           connection_fingerprint(self.options, self.credentials))
+        return self._cache
 
     @property
     def http(self) -> httpx.Client:
@@ -120,13 +309,15 @@ class ConnectorContext:
             duration_ms=elapsed,
         ))
 
-    def throttle(self, key: str, per_second: float, *, per_day: int | None = None, day_tz: str = "UTC") -> float:
+    def throttle(self, key: str, per_second: float, *, burst: int = 1, per_day: int | None = None,
+                 day_tz: str = "UTC") -> float:
         """Wait for the account's next request slot, shared by every worker (Redis when configured).
 
-        ``key`` names the account (e.g. ``bling:<company>``). Raises :class:`hub.errors.QuotaExhausted` once
-        ``per_day`` requests were made in the current day of ``day_tz``. Returns the seconds waited.
+        ``key`` names the account (e.g. ``bling:<company>``); ``burst`` calls may go at once after an idle spell.
+        Raises :class:`hub.errors.QuotaExhausted` once ``per_day`` requests were made in the current day of
+        ``day_tz``. Returns the seconds waited.
         """
-        return pace(self.budget, key, per_second, per_day=per_day, day_tz=day_tz)
+        return pace(self.budget, key, per_second, burst=burst, per_day=per_day, day_tz=day_tz)
 
     def lock(self, name: str, timeout: float = 60.0) -> AbstractContextManager[Any]:
         """A lock shared by every worker of this connection (Redis when configured), e.g. around a

@@ -3,28 +3,48 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from hub.models import ENTITY_MODELS, Canonical, StatusTransition
-from hub.platform import Incoming, Rejected
+from hub.models import Action, Canonical, StatusTransition
+from hub.platform import Incoming, Platform, Rejected
+from hub.privacy import mask_documents
 from hub.registry import Registry
 from hub.store.engine import utcnow
 from hub.store.schema import Binding, Operation, Quarantine, Record, Route
+from hub.streams import BUILTIN_STREAMS, stream_spec
 from hub.sync.context import RouteView
 
-PUSH_HOOKS = {
-    "categories": "push_catalog", "products": "push_catalog", "customers": "push_catalog",
-    "sellers": "push_catalog", "payment_methods": "push_catalog", "stock": "push_stock",
-    "prices": "push_price", "sales": "push_sale", "invoices": "push_invoice",
-}
-PULL_HOOKS = {stream: "pull_catalog" for stream in PUSH_HOOKS} | {"sales": "pull_sales", "invoices": "pull_invoices"}
+log = logging.getLogger(__name__)
+
+PUSH_HOOKS = {name: spec.push_hook for name, spec in BUILTIN_STREAMS.items()}
+"""The core's streams only; look a stream up with :func:`hub.streams.stream_spec`, which knows the plugins' too."""
+PULL_HOOKS = {name: spec.pull_hook for name, spec in BUILTIN_STREAMS.items()}
+
+FUTURE_TOLERANCE = timedelta(minutes=5)
+"""How far ahead of the hub's clock a record's ``updated_at`` (or a page cursor) may be. Clocks drift a little; a
+sale dated 2099 is a typo that, taken as an incremental cursor, would hide every later record."""
+MAX_KEY_LENGTH = 200
+"""``records.natural_key`` and ``bindings.external_id`` are String(200)."""
+
+
+def as_utc(moment: datetime) -> datetime:
+    """Naive UTC, as the store keeps times."""
+    if moment.tzinfo is None:
+        return moment
+    return moment.replace(tzinfo=None) - (moment.utcoffset() or timedelta())
+
+
+def in_the_future(moment: datetime) -> bool:
+    return as_utc(moment) > utcnow() + FUTURE_TOLERANCE
 
 
 @dataclass
@@ -51,7 +71,11 @@ def operation_key(*parts: object) -> str:
 def quarantine(s: Session, *, tenant: str, route_id: int | None, connection_id: int | None, entity: str,
                record: str, reason: str, fix: str, field: str | None = None,
                payload: dict[str, Any] | None = None) -> None:
-    """Record a refusal once: the same record refused for the same reason is not listed twice."""
+    """Record a refusal once: the same record refused for the same reason is not listed twice. What an operator
+    reads (label, reason, fix) has its CPF/CNPJ masked; the payload keeps the record as it came."""
+    record, reason, fix = (_printable(mask_documents(text)) for text in (record, reason, fix))
+    field = _printable(field)[:200] if field is not None else None
+    payload = _without_nul(payload or {})
     existing = s.scalar(select(Quarantine).where(
         Quarantine.tenant_id == tenant, Quarantine.entity == entity, Quarantine.record == record[:200],
         Quarantine.resolved_at.is_(None)))
@@ -64,6 +88,88 @@ def quarantine(s: Session, *, tenant: str, route_id: int | None, connection_id: 
                      created_at=now, resolved_at=None))
 
 
+def _printable(text: str) -> str:
+    return text.replace("\x00", "\\u0000")
+
+
+def _without_nul(value: Any) -> Any:
+    """The payload with NUL bytes spelt out: PostgreSQL's JSONB refuses them, and the payload must be kept."""
+    if isinstance(value, str):
+        return _printable(value)
+    if isinstance(value, dict):
+        return {_printable(str(k)): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_nul(v) for v in value]
+    return value
+
+
+def _nul_field(value: Any, path: str = "") -> str | None:
+    """The dotted path of the first string (or key) holding a NUL byte."""
+    if isinstance(value, str):
+        return (path or "(record)") if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            here = f"{path}.{key}" if path else str(key)
+            if "\x00" in str(key):
+                return here
+            found = _nul_field(inner, here)
+            if found:
+                return found
+    if isinstance(value, list | tuple):
+        for i, inner in enumerate(value):
+            found = _nul_field(inner, f"{path}.{i}" if path else str(i))
+            if found:
+                return found
+    return None
+
+
+@dataclass
+class Refusal:
+    field: str
+    reason: str
+    fix: str
+
+
+def _check_record(tenant: str, platform: str, stream: str, item: Incoming,
+                  model_cls: type[Canonical]) -> tuple[Canonical, str] | Refusal:
+    """The record's model and content hash, or why the store cannot take it (whatever went wrong)."""
+    what = f"tenant {tenant}, {platform} {stream} {_printable(item.external_id)}"
+    correct = "the next sync picks it up."
+    if item.updated_at is not None and in_the_future(item.updated_at):
+        return Refusal("updated_at", f"{what}: updated_at {item.updated_at.isoformat()} is more than "
+                                     f"{int(FUTURE_TOLERANCE.total_seconds() // 60)} minutes ahead of the hub's "
+                                     "clock; taken as a sync position it would hide every later record",
+                       f"Correct the record's date/clock on {platform}; check the clock of the device or system "
+                       f"that saved it; {correct}")
+    if "\x00" in item.external_id or len(item.external_id) > MAX_KEY_LENGTH:
+        return Refusal("external_id", f"{what}: its id has a NUL byte or more than {MAX_KEY_LENGTH} characters",
+                       f"Report it to the {platform} plugin's maintainers: a record id must be short printable text.")
+    data = item.data
+    try:
+        model = data if isinstance(data, model_cls) else model_cls.model_validate(
+            data.model_dump() if isinstance(data, Canonical) else data)
+        payload = model.model_dump(mode="json")
+        nul = _nul_field(payload)
+        if nul is not None:
+            return Refusal(nul, f"{what}: {nul} holds a NUL byte (\\u0000), which the store cannot keep",
+                           f"Correct {nul} of this record on {platform} (remove the invisible character); {correct}")
+        key = model.natural_key()
+        if key is not None and len(key) > MAX_KEY_LENGTH:
+            name = model.key_field or "natural key"
+            return Refusal(name, f"{what}: its {name} is {len(key)} characters long; the store keeps at most "
+                                 f"{MAX_KEY_LENGTH}",
+                           f"Shorten the {name} of this record on {platform}; {correct}")
+        return model, model.content_hash()
+    except ValidationError as exc:
+        field_name, reason = _validation_problem(exc)
+        return Refusal(field_name, f"{platform} {stream} {item.external_id}: {reason}",
+                       f"Correct {field_name} of this record on {platform}; the next sync picks it up.")
+    except Exception as exc:  # a record-level failure of any kind costs that record only
+        return Refusal("(record)", f"{what}: {type(exc).__name__}: {exc}",
+                       f"Check this record on {platform}; if it looks right there, report it to the {platform} "
+                       "plugin's maintainers with the record's payload.")
+
+
 def _validation_problem(exc: ValidationError) -> tuple[str, str]:
     first = exc.errors()[0]
     field_name = ".".join(str(p) for p in first["loc"]) or "(record)"
@@ -72,12 +178,15 @@ def _validation_problem(exc: ValidationError) -> tuple[str, str]:
 
 
 def operation_row(route: Route, *, kind: str, entity: str, canonical_id: str, content_hash: str,
-                  params: dict[str, Any] | None = None, key_extra: str = "") -> dict[str, Any]:
+                  params: dict[str, Any] | None = None, key_extra: str = "",
+                  connection_id: int | None = None) -> dict[str, Any]:
+    """An outbox row for the route's sink (or ``connection_id``, e.g. an action the source's platform runs)."""
     now = utcnow()
+    target = route.sink_id if connection_id is None else connection_id
     return dict(
-        tenant_id=route.tenant_id, route_id=route.id, connection_id=route.sink_id, kind=kind, entity=entity,
+        tenant_id=route.tenant_id, route_id=route.id, connection_id=target, kind=kind, entity=entity,
         canonical_id=canonical_id, content_hash=content_hash, params=params or {},
-        idempotency_key=operation_key(route.id, route.sink_id, kind, entity, canonical_id, content_hash, key_extra),
+        idempotency_key=operation_key(route.id, target, kind, entity, canonical_id, content_hash, key_extra),
         state="pending", attempts=0, waits=0, available_at=now, lease_until=None, dispatched_at=None,
         remote_id=None, last_error=None, fix=None, created_at=now, updated_at=now)
 
@@ -97,41 +206,46 @@ def enqueue(s: Session, rows: list[dict[str, Any]]) -> int:
 def ingest_page(s: Session, registry: Registry, route: Route, view: RouteView, stream: str,
                 items: Sequence[Incoming | Rejected]) -> PageCounts:
     counts = PageCounts()
-    model_cls = ENTITY_MODELS[stream]
+    spec = stream_spec(stream, registry)
+    model_cls = spec.model
     tenant, source_id, now = route.tenant_id, route.source_id, utcnow()
-    push = stream in view.streams and PUSH_HOOKS[stream]
+    push = stream in view.streams and spec.push_hook
 
+    platform = view.source.platform
     valid: dict[str, Canonical] = {}  # a page listing a record twice keeps its last copy
+    hashes: dict[str, str] = {}
     for item in items:
         if isinstance(item, Rejected):
             quarantine(s, tenant=tenant, route_id=route.id, connection_id=source_id, entity=stream,
                        record=item.external_id, field=item.field, reason=item.reason, fix=item.fix, payload=item.raw)
             counts.quarantined += 1
             continue
-        try:
+        checked = _check_record(tenant, platform, stream, item, model_cls)
+        if isinstance(checked, Refusal):
             data = item.data
-            model = data if isinstance(data, model_cls) else model_cls.model_validate(
-                data.model_dump() if isinstance(data, Canonical) else data)
-        except ValidationError as exc:
-            field_name, reason = _validation_problem(exc)
+            raw = data if isinstance(data, dict) else {}
             quarantine(s, tenant=tenant, route_id=route.id, connection_id=source_id, entity=stream,
-                       record=item.external_id, field=field_name,
-                       reason=f"{view.source.platform} {stream} {item.external_id}: {reason}",
-                       fix=f"Correct {field_name} of this record on {view.source.platform}; the next sync picks "
-                           "it up.",
-                       payload=data if isinstance(data, dict) else {})
+                       record=item.external_id, field=checked.field, reason=checked.reason, fix=checked.fix,
+                       payload=raw)
             counts.quarantined += 1
+            valid.pop(item.external_id, None)
             continue
-        valid[item.external_id] = model
+        valid[item.external_id], hashes[item.external_id] = checked
     if not valid:
         return counts
 
     ext_ids = list(valid)
     bindings = {b.external_id: b for b in s.scalars(select(Binding).where(
         Binding.connection_id == source_id, Binding.entity == stream, Binding.external_id.in_(ext_ids)))}
-    hashes = {ext: model.content_hash() for ext, model in valid.items()}
     todo = [(ext, m) for ext, m in valid.items() if not (ext in bindings and bindings[ext].content_hash == hashes[ext])]
     counts.unchanged = len(valid) - len(todo)
+    if model_cls.unique_key:
+        todo, clashes = _key_clashes(s, tenant, source_id, stream, todo, bindings)
+        for ext, model, other in clashes:
+            quarantine(s, tenant=tenant, route_id=route.id, connection_id=source_id, entity=stream, record=ext,
+                       field=model.key_field, **_clash_text(tenant, platform, stream, ext, model, other),
+                       payload=model.model_dump(mode="json"))
+            counts.quarantined += 1
     if not todo:
         return counts
 
@@ -220,6 +334,86 @@ def ingest_page(s: Session, registry: Registry, route: Route, view: RouteView, s
     return counts
 
 
+def _key_clashes(s: Session, tenant: str, source_id: int, stream: str, todo: list[tuple[str, Canonical]],
+                 bindings: dict[str, Binding]) -> tuple[list[tuple[str, Canonical]], list[tuple[str, Canonical, str]]]:
+    """Split off the new records whose natural key another record of the same source already has (bound in the
+    store, or earlier in this page): two sales numbered 123 are two sales, and merging them would lose one."""
+    fresh_keys = {m.natural_key() for ext, m in todo if ext not in bindings} - {None}
+    if not fresh_keys:
+        return todo, []
+    owners: dict[str, str] = {}
+    for ext, nk in s.execute(select(Binding.external_id, Record.natural_key).join(
+            Record, (Record.canonical_id == Binding.canonical_id) & (Record.entity == Binding.entity)
+            & (Record.tenant_id == Binding.tenant_id)).where(
+            Binding.connection_id == source_id, Binding.entity == stream, Record.tenant_id == tenant,
+            Record.natural_key.in_(fresh_keys))):
+        if nk is not None:
+            owners.setdefault(nk, ext)
+    for ext, model in todo:  # bound records keep their key, even when it changes in this page
+        nk = model.natural_key()
+        if ext in bindings and nk is not None:
+            owners.setdefault(nk, ext)
+    keep: list[tuple[str, Canonical]] = []
+    clashes: list[tuple[str, Canonical, str]] = []
+    for ext, model in todo:
+        nk = model.natural_key()
+        if ext in bindings or nk is None:
+            keep.append((ext, model))
+            continue
+        owner = owners.setdefault(nk, ext)
+        if owner == ext:
+            keep.append((ext, model))
+        else:
+            clashes.append((ext, model, owner))
+    return keep, clashes
+
+
+def _clash_text(tenant: str, platform: str, stream: str, ext: str, model: Canonical, other: str) -> dict[str, str]:
+    noun = stream[:-1] if stream.endswith("s") else stream
+    name = model.key_field or "key"
+    label = {"sku": "SKU", "access_key": "access key"}.get(name, name)
+    value = getattr(model, name, None) or model.natural_key()
+    return dict(
+        reason=f"{noun} {label} {value} is already used by {platform} {noun} {other}; {platform} {noun} {ext} "
+               f"(tenant {tenant}) was not merged into it",
+        fix=f"If they are two {stream}, give {platform} {noun} {ext} its own {label} on {platform} (or remove the "
+            f"duplicate there); the next sync picks it up. If {ext} replaces {other}, cancel or delete {other} on "
+            f"{platform} first.")
+
+
+def write_page(s: Session, registry: Registry, route: Route, view: RouteView, stream: str,
+               items: Sequence[Incoming | Rejected]) -> PageCounts:
+    """:func:`ingest_page` in a savepoint; when the page fails to write (a constraint the model does not know, a
+    value the database refuses), each record is written in its own savepoint and the ones that fail are
+    quarantined, so the rest of the page and its cursor are still committed."""
+    try:
+        with s.begin_nested():
+            return ingest_page(s, registry, route, view, stream, items)
+    except Exception:
+        if not items:
+            raise
+    counts = PageCounts()
+    for item in items:
+        try:
+            with s.begin_nested():
+                one = ingest_page(s, registry, route, view, stream, [item])
+        except Exception as exc:
+            detail = " ".join(str(getattr(exc, "orig", None) or exc).split())[:300]
+            quarantine(s, tenant=route.tenant_id, route_id=route.id, connection_id=route.source_id, entity=stream,
+                       record=item.external_id, field="(record)",
+                       reason=f"tenant {route.tenant_id}, {view.source.platform} {stream} {item.external_id}: the "
+                              f"store refused it ({type(exc).__name__}: {detail})",
+                       fix=f"Check this record on {view.source.platform} against the reason; if it looks right "
+                           "there, report it with the record's payload. The rest of its page was synced.",
+                       payload=item.raw if isinstance(item, Rejected) else
+                       item.data if isinstance(item.data, dict) else item.data.model_dump(mode="json"))
+            counts.quarantined += 1
+            continue
+        counts.add(one)
+        counts.transitions.extend(one.transitions)
+    return counts
+
+
 def payload_of(model: Canonical, name: str) -> Any:
     return getattr(model, name, None)
 
@@ -235,7 +429,7 @@ def cancel_replaced(s: Session, registry: Registry, route: Route, view: RouteVie
     if original is None or original.payload.get("cancelled_by") or original.payload.get("status") == cancel:
         return []
     old_status = original.payload.get("status")
-    model = ENTITY_MODELS["sales"].model_validate(
+    model = stream_spec("sales").model.model_validate(
         {**original.payload, "status": cancel, "cancelled_by": payload_of(sale, "number")})
     content_hash = model.content_hash()
     original.payload, original.content_hash = model.model_dump(mode="json"), content_hash
@@ -254,17 +448,63 @@ def _mapped(view: RouteView, status: str | None) -> str | None:
     return table.get(status, status)
 
 
+@dataclass(frozen=True)
+class _Endpoint:
+    connection_id: int
+    platform: Platform
+    plugin: str
+
+
+def _endpoints(registry: Registry, route: Route, view: RouteView) -> list[_Endpoint]:
+    """The route's ends whose platform is installed, the sink first: an action both declare runs on the sink."""
+    ends = []
+    for connection_id, endpoint in ((route.sink_id, view.sink), (route.source_id, view.source)):
+        reg = registry.platforms.get(endpoint.platform)
+        if reg is not None:
+            ends.append(_Endpoint(connection_id, reg.platform, reg.plugin))
+    return ends
+
+
+def route_actions(view: RouteView, transition: StatusTransition) -> list[Action]:
+    """The actions of every rule of the route's transition table that matches the change, in rule order, each
+    with the change it answers as ``params["from"]``/``params["to"]`` ("" for a new sale)."""
+    change = {"from": transition.from_status or "", "to": transition.to_status}
+    return [Action(name=name, params=change) for rule in view.transitions
+            if rule.matches(transition.from_status, transition.to_status) for name in rule.actions]
+
+
 def plan_transition(registry: Registry, route: Route, view: RouteView, transition: StatusTransition,
                     content_hash: str) -> list[dict[str, Any]]:
-    """Ask every plugin which actions this change calls for; each becomes one operation on the sink."""
-    planned = []
-    sink_plugin = registry.get(view.sink.platform).plugin if view.sink.platform in registry.platforms else None
-    for plugin, actions in registry.broadcast("on_status_transition", transition=transition, route=view):
-        if plugin != sink_plugin:
+    """The operations a status change calls for: the route's matching rules' actions, plus every action a plugin
+    of the route names in answer to ``on_status_transition``; each runs once, on the route's platform that
+    declares it in ``Platform.actions`` (the sink when both do)."""
+    ends = _endpoints(registry, route, view)
+    matched = route_actions(view, transition)
+    wanted: list[tuple[_Endpoint, Action]] = []
+    for action in matched:
+        end = next((e for e in ends if action.name in e.platform.actions), None)
+        if end is not None:
+            wanted.append((end, action))
+    for plugin, answer in registry.broadcast("on_status_transition", transition=transition, route=view,
+                                             actions=matched):
+        own = [e for e in ends if e.plugin == plugin]
+        for action in answer or []:
+            end = next((e for e in own if action.name in e.platform.actions), None)
+            if end is None:
+                if own:
+                    log.warning("plugin %s asked for action %r on route %s/%s, which none of its platforms there "
+                                "declares; not run (fix: list it in Platform.actions)", plugin, action.name,
+                                view.tenant, view.name)
+                continue
+            params = {"from": transition.from_status or "", "to": transition.to_status, **action.params}
+            wanted.append((end, action.model_copy(update={"params": params})))
+    planned: dict[tuple[int, str], dict[str, Any]] = {}
+    for end, action in wanted:
+        if (end.connection_id, action.name) in planned:
             continue
-        for action in actions:
-            planned.append(operation_row(
-                route, kind="perform_action", entity=transition.entity, canonical_id=transition.canonical_id,
-                content_hash=content_hash, key_extra=f"{transition.from_status}->{transition.to_status}:{action.name}",
-                params={"action": action.name, "params": action.params, "transition": transition.key}))
-    return planned
+        planned[(end.connection_id, action.name)] = operation_row(
+            route, kind="perform_action", entity=transition.entity, canonical_id=transition.canonical_id,
+            content_hash=content_hash, key_extra=f"{transition.from_status}->{transition.to_status}:{action.name}",
+            params={"action": action.name, "params": action.params, "transition": transition.key},
+            connection_id=end.connection_id)
+    return list(planned.values())

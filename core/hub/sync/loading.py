@@ -2,26 +2,44 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
+import httpx
+from pydantic import ValidationError
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from hub.config.routes import env_refusal
+from hub.config.secrets import connection_options
 from hub.crypto import Vault
-from hub.errors import AuthRevoked, Fatal, QuotaExhausted, RateLimited
+from hub.errors import AuthRevoked, Fatal, HubError, QuotaExhausted, RateLimited, Retriable
 from hub.models import Ref
 from hub.platform import Credentials
+from hub.privacy import mask_documents
 from hub.ratelimit import PROCESS_THROTTLE, Throttle
 from hub.registry import Registry
+from hub.settings import Settings
 from hub.store.engine import Store, utcnow
 from hub.store.schema import ApiCall, Binding, Connection, Record, Route
 from hub.sync.context import ApiEntry, ConnectorContext, Endpoint, RouteView
 
 AUTH_SKEW = timedelta(seconds=60)
+"""The most a token is renewed ahead of its expiry (see :func:`renewal_margin`)."""
+RENEW_FRACTION = 0.2
+"""...or this share of its lifetime when that is less: a 6 h Bling token is renewed a minute ahead, a 30 s token
+6 s ahead, so short tokens are not renewed on every call (Bling blocks an IP at 20 token calls a minute)."""
+AUTH_LEASE_FACTOR = 2.5
+"""A recorded token call counts as in flight for this many token timeouts (``authenticate`` may make two calls
+and wait for the host's token pace); after that, other processes treat its answer as lost."""
+AUTH_WAIT_POLL = 0.1
+"""Seconds between re-reads while another process holds the lease."""
 PAUSE_FOR_REAUTH = timedelta(days=3650)
 
 
@@ -36,6 +54,17 @@ class Runtime:
     max_attempts: int = 8
     max_backoff_seconds: float = 3600.0
     throttle: Throttle = PROCESS_THROTTLE
+    detached_renewal: bool = False
+    """Renew refresh tokens that rotate strictly in a detached process (:mod:`hub.sync.renewal`) that outlives
+    this one, so a worker killed mid-rotation does not lose the new pair. Needs ``settings``: the renewal
+    process rebuilds this runtime from them (``build_runtime`` sets both; a runtime built by hand, with its own
+    registry, renews in process)."""
+    settings: Settings | None = None
+    """The settings this runtime was built from (home, key, broker), for a renewal process to rebuild it."""
+
+    def __post_init__(self) -> None:
+        if self.detached_renewal and self.settings is None:
+            raise ValueError("Runtime(detached_renewal=True) needs the settings a renewal process rebuilds it from")
 
 
 def find_route(s: Session, tenant: str, name: str) -> Route:
@@ -63,9 +92,11 @@ def route_view(s: Session, route: Route) -> RouteView:
 
 
 def credentials_of(vault: Vault, conn: Connection) -> dict[str, str]:
+    """The stored secrets, completed from the environment variables the route file named (only names the
+    allowlist accepts: a row applied before the allowlist existed cannot read ``HUB_SECRET_KEY``)."""
     values = vault.decrypt(conn.credentials) if conn.credentials else {}
     for key, var in (conn.credentials_env or {}).items():
-        if key not in values and var in os.environ:
+        if key not in values and var in os.environ and env_refusal(var, conn.platform) is None:
             values[key] = os.environ[var]
     return values
 
@@ -74,58 +105,270 @@ def write_calls(s: Session, tenant: str, connection_id: int | None, calls: list[
     now = utcnow()
     if calls:
         s.execute(insert(ApiCall), [
-            dict(tenant_id=tenant, connection_id=connection_id, at=c.at or now, action=c.action[:200], model=c.model,
-                 status=c.status, duration_ms=c.duration_ms, error=c.error, fix=c.fix) for c in calls])
+            dict(tenant_id=tenant, connection_id=connection_id, at=c.at or now, action=mask_documents(c.action)[:200],
+                 model=c.model, status=c.status, duration_ms=c.duration_ms, error=mask_documents(c.error),
+                 fix=mask_documents(c.fix)) for c in calls])
     calls.clear()
 
 
 _auth_locks: defaultdict[int, threading.Lock] = defaultdict(threading.Lock)
+_settled: dict[int, datetime] = {}
+"""Per connection, the recorded attempt this process saw end without an answer: it is not in flight, so nobody
+here waits for its lease."""
+
+
+def renewal_margin(issued_at: datetime | None, expires_at: datetime | None) -> timedelta:
+    """How long before ``expires_at`` a token is renewed: :data:`AUTH_SKEW`, or :data:`RENEW_FRACTION` of its
+    lifetime when that is shorter (a fixed minute would renew a 30 s token on every call)."""
+    if issued_at is None or expires_at is None or expires_at <= issued_at:
+        return AUTH_SKEW
+    return min(AUTH_SKEW, (expires_at - issued_at) * RENEW_FRACTION)
+
+
+def grant_digest(creds: dict[str, str]) -> str | None:
+    """SHA-256 of the single-use grant ``authenticate`` spends (an authorization code, else the refresh token):
+    what ``auth_attempt_token`` records, never the token itself."""
+    secret = creds.get("authorization_code") or creds.get("refresh_token")
+    return hashlib.sha256(secret.encode()).hexdigest() if secret else None
+
+
+def _reauth_fix(platform: str, tenant: str) -> str:
+    return (f"Re-authorize the connection: run `hub auth {platform} {tenant}` and open the link it prints; queued "
+            "work resumes by itself afterwards.")
+
+
+def _pause_for_reauth(rt: Runtime, connection_id: int, message: str, fix: str) -> AuthRevoked:
+    """Committed on its own, so the pause survives the error it reports."""
+    with rt.store.begin() as s:
+        conn = s.get_one(Connection, connection_id)
+        conn.paused_until, conn.pause_kind = utcnow() + PAUSE_FOR_REAUTH, "auth"
+        conn.pause_reason = f"{message} (fix: {fix})"
+    return AuthRevoked(message, fix=fix)
+
+
+def _never_sent(exc: BaseException) -> bool:
+    """The request never left (no connection): the single-use grant was not spent."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (httpx.ConnectError, httpx.ConnectTimeout)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _refused_by_answer(calls: list[ApiEntry]) -> bool:
+    """Every call got an error answer: the platform did not rotate (an error answer changes nothing)."""
+    return bool(calls) and all(c.status is not None and c.status >= 400 for c in calls)
+
+
+@dataclass
+class _Attempt:
+    """A token call this process holds the lease for."""
+
+    at: datetime
+    digest: str | None
+    resend: bool
+    """The grant of an earlier attempt whose answer was lost, sent again (the platform allows it)."""
+    ctx: ConnectorContext
+    lease_seconds: float = 0.0
+    detach: bool = False
+    """Spend the grant in a detached renewal process: it is single-use and nothing could recover a lost answer."""
 
 
 def ensure_auth(rt: Runtime, connection_id: int, *, stale_token: str | None = None,
                 force: bool = False) -> dict[str, str]:
-    """Single-flight token renewal: a process lock plus a row lock, a re-read, and the new pair stored before
-    the lock is released. With ``stale_token`` it renews only if nobody has replaced that token yet; ``force``
-    renews even a fresh token (idle renewal, a new authorization)."""
+    """Single-flight token renewal that survives a lost answer.
+
+    The process lock serializes this process's threads; across processes ``auth_attempt_at`` is a lease: the
+    attempt (time and digest of the grant sent) is committed BEFORE the call, no transaction stays open during
+    it, and others wait for it to end (or its lease, :data:`AUTH_LEASE_FACTOR` token timeouts, to run out) and
+    then re-read. The old pair stays stored until the new one replaces it and clears the attempt, in one
+    transaction. An attempt left without an answer (timeout, dropped connection, killed process) is sent again
+    only where the platform allows it (``Platform.refresh_reuse_seconds``, ``reauth_unattended``); otherwise
+    the connection pauses with what happened and the exact fix.
+
+    With ``stale_token`` it renews only if nobody has replaced that token yet; ``force`` renews even a fresh
+    token (idle renewal, a new authorization)."""
     with _auth_locks[connection_id]:
-        revoked: AuthRevoked | None = None
+        seen: bytes | None = None
+        lost: str | None = None
+        superseded = 0
+        while True:
+            plan = _plan(rt, connection_id, stale_token, force, seen, lost)
+            if isinstance(plan, dict):
+                return plan
+            if isinstance(plan, bytes):
+                seen = plan
+                time.sleep(AUTH_WAIT_POLL)
+                continue
+            outcome = _call_detached(rt, connection_id, plan) if plan.detach else _call(rt, connection_id, plan)
+            if outcome is None:  # the recorded attempt changed before the renewal process sent anything
+                superseded += 1
+                if superseded > 3:
+                    raise Retriable(f"connection {connection_id}: its token renewal attempt kept changing before "
+                                    "the renewal process could send it", fix="The hub retries by itself.")
+                continue
+            if isinstance(outcome, dict):
+                return outcome
+            if plan.resend:
+                raise outcome
+            lost = outcome.message  # decided at once: pause, or send the same grant again where allowed
+
+
+def _plan(rt: Runtime, connection_id: int, stale_token: str | None, force: bool, seen: bytes | None,
+          lost: str | None) -> dict[str, str] | bytes | _Attempt:
+    """Decide under the row lock: the stored credentials (dict), wait for another's lease (the credentials seen),
+    or take the lease and make the call (_Attempt)."""
+    pause: tuple[str, str] | None = None
+    with rt.store.begin() as s:
+        conn = s.get_one(Connection, connection_id, with_for_update=True)
+        creds = credentials_of(rt.vault, conn)
+        if not rt.registry.implements(conn.platform, "authenticate"):
+            return creds
+        platform = rt.registry.platform(conn.platform)
+        now = utcnow()
+        if conn.pause_kind == "auth" and conn.paused_until is not None and conn.paused_until > now and not force:
+            raise AuthRevoked(f"connection {conn.tenant_id}/{conn.name} is paused: {conn.pause_reason}",
+                              fix=_reauth_fix(conn.platform, conn.tenant_id))
+        margin = renewal_margin(conn.token_issued_at, conn.token_expires_at)
+        fresh = "access_token" in creds and (conn.token_expires_at is None or conn.token_expires_at > now + margin)
+        if stale_token is None and fresh and not force:
+            return creds
+        if stale_token is not None and creds.get("access_token") != stale_token:
+            return creds
+        if force and seen is not None and conn.credentials != seen and "access_token" in creds:
+            return creds  # renewed by the process we waited for
+        digest = grant_digest(creds)
+        attempt_at, resend = now, False
+        lease = timedelta(seconds=AUTH_LEASE_FACTOR * platform.token_timeout_seconds)
+        if conn.auth_attempt_at is not None and conn.auth_attempt_token in (None, digest):
+            if _settled.get(connection_id) != conn.auth_attempt_at and conn.auth_attempt_at + lease > now:
+                return conn.credentials or b""
+            if digest is not None and conn.auth_attempt_token == digest:
+                age = (now - conn.auth_attempt_at).total_seconds()
+                if platform.reauth_unattended or age <= platform.refresh_reuse_seconds:
+                    attempt_at, resend = conn.auth_attempt_at, True  # a grace window counts from the first send
+                else:
+                    window = (f" and the {platform.refresh_reuse_seconds:g} s during which {platform.title} accepts "
+                              f"it again are over" if platform.refresh_reuse_seconds else "")
+                    pause = (f"{conn.platform} connection {conn.tenant_id}/{conn.name}: the token renewal sent at "
+                             f"{conn.auth_attempt_at:%Y-%m-%d %H:%M:%S} UTC got no answer "
+                             f"({lost or 'the process sending it stopped before storing the answer'}); "
+                             f"{platform.title} rotates refresh tokens on every use, so the refresh token it sent is "
+                             f"most likely spent and the new pair it issued lost{window}",
+                             _reauth_fix(conn.platform, conn.tenant_id))
+        if pause is None:
+            conn.auth_attempt_at, conn.auth_attempt_token = attempt_at, digest
+            ctx = auth_context(rt, conn, creds, platform.token_timeout_seconds)
+            strict = not platform.reauth_unattended and not platform.refresh_reuse_seconds
+            return _Attempt(attempt_at, digest, resend, ctx, lease.total_seconds(),
+                            detach=rt.detached_renewal and strict and digest is not None)
+    raise _pause_for_reauth(rt, connection_id, *pause)
+
+
+def auth_context(rt: Runtime, conn: Connection, creds: dict[str, str], token_timeout: float) -> ConnectorContext:
+    """The context ``authenticate`` runs in: the connection's options with the token calls' longer timeout."""
+    options = connector_options(rt, conn)
+    options["timeout_seconds"] = max(float(options.get("timeout_seconds") or 0), token_timeout)
+    return ConnectorContext(tenant=conn.tenant_id, connection=conn.name, platform=conn.platform,
+                            options=options, credentials=creds, stream="auth", budget=rt.throttle)
+
+
+def _call_detached(rt: Runtime, connection_id: int, attempt: _Attempt) -> dict[str, str] | HubError | None:
+    """:func:`_call` in a detached renewal process, and what it stored, as :func:`_call` tells it: the new pair,
+    a pause (raised), a harmless error (raised) or a lost answer (returned; the attempt stays recorded). None:
+    the recorded attempt changed before anything was sent (plan again)."""
+    from hub.sync.renewal import error_from, run_detached
+
+    ctx = attempt.ctx
+    ctx.close()
+    ended = run_detached(rt, connection_id, attempt)
+    where = f"{ctx.platform} connection {ctx.tenant}/{ctx.connection}"
+    report = ended.report
+    if report is None or report.get("outcome") == "unsent":
+        if report is None and ended.sent:
+            _settled[connection_id] = attempt.at
+            return Retriable(f"{where}: the renewal process ended (exit code {ended.returncode}) after sending the "
+                             "token call and before storing its answer",
+                             fix="See the renewal process's lines in the worker's log; the hub decides as for a "
+                                 "lost answer.")
         with rt.store.begin() as s:
             conn = s.get_one(Connection, connection_id, with_for_update=True)
-            creds = credentials_of(rt.vault, conn)
-            if not rt.registry.implements(conn.platform, "authenticate"):
-                return creds
-            now = utcnow()
-            fresh = "access_token" in creds and (conn.token_expires_at is None
-                                                 or conn.token_expires_at > now + AUTH_SKEW)
-            if stale_token is None and fresh and not force:
-                return creds
-            if stale_token is not None and creds.get("access_token") != stale_token:
-                return creds
-            ctx = ConnectorContext(tenant=conn.tenant_id, connection=conn.name, platform=conn.platform,
-                                   options=conn.options, credentials=creds, stream="auth", budget=rt.throttle)
-            try:
-                result: Credentials | None = rt.registry.call(conn.platform, "authenticate", ctx=ctx)
-            except AuthRevoked as exc:
-                ctx.log_failure("authenticate", exc.message, exc.fix)
-                revoked, result = exc, None
-            finally:
-                ctx.close()
-            write_calls(s, conn.tenant_id, conn.id, ctx.calls)
-            if revoked is None:
-                if result is None:
-                    return creds
-                conn.credentials = rt.vault.encrypt(result.values)
-                conn.token_expires_at = _naive(result.expires_at)
-                conn.renew_by = _naive(result.renew_by)
-                if conn.pause_kind == "auth":
-                    conn.paused_until = conn.pause_kind = conn.pause_reason = None
-                return dict(result.values)
-        # Committed apart, so the pause survives the error it reports.
+            if conn.auth_attempt_at == attempt.at and conn.auth_attempt_token == attempt.digest:
+                conn.auth_attempt_at = conn.auth_attempt_token = None
+        reason = (str(report.get("message")) if report else
+                  f"{where}: the renewal process ended (exit code {ended.returncode}) before sending the token call")
+        raise Retriable(f"{reason}; nothing was spent",
+                        fix="See the renewal process's lines in the worker's log; the hub retries.")
+    outcome = report["outcome"]
+    if outcome == "superseded":
+        return None
+    if outcome == "stored":
+        _settled.pop(connection_id, None)
+        with rt.store.sessions() as s:
+            return credentials_of(rt.vault, s.get_one(Connection, connection_id))
+    error = error_from(report)
+    if outcome == "lost":
+        _settled[connection_id] = attempt.at
+        return error
+    if outcome == "revoked":
+        _settled.pop(connection_id, None)
+    raise error
+
+
+def _call(rt: Runtime, connection_id: int, attempt: _Attempt) -> dict[str, str] | HubError:
+    """Make the token call the lease was taken for and store what it tells: the new pair, a refusal (pause,
+    unless another process stored a pair meanwhile), or an error (the attempt stays recorded when the answer was
+    lost, so the next try knows the grant may be spent)."""
+    ctx = attempt.ctx
+    try:
+        result: Credentials | None = rt.registry.call(ctx.platform, "authenticate", ctx=ctx)
+    except AuthRevoked as exc:
+        ctx.log_failure("authenticate", exc.message, exc.fix)
         with rt.store.begin() as s:
-            conn = s.get_one(Connection, connection_id)
-            conn.paused_until, conn.pause_kind = now + PAUSE_FOR_REAUTH, "auth"
-            conn.pause_reason = f"{revoked.message} (fix: {revoked.fix})"
-        raise revoked
+            conn = s.get_one(Connection, connection_id, with_for_update=True)
+            write_calls(s, conn.tenant_id, conn.id, ctx.calls)
+            stored = credentials_of(rt.vault, conn)
+            if "access_token" in stored and grant_digest(stored) != attempt.digest:
+                return stored  # another process stored a newer pair: nothing to pause
+            conn.auth_attempt_at = conn.auth_attempt_token = None
+        _settled.pop(connection_id, None)
+        message = exc.message
+        if attempt.resend:
+            message = (f"{exc.message}; it was the refresh token of an earlier renewal (sent at "
+                       f"{attempt.at:%Y-%m-%d %H:%M:%S} UTC) whose answer was lost, sent again")
+        raise _pause_for_reauth(rt, connection_id, message, exc.fix) from None
+    except Exception as exc:
+        error = exc if isinstance(exc, HubError) else Retriable(
+            f"{type(exc).__name__}: {exc}", fix="The plugin's authenticate failed unexpectedly; the hub retries.")
+        # Nothing single-use was spent when no grant was sent, the request never left, or it was refused.
+        harmless = attempt.digest is None or _refused_by_answer(ctx.calls) or _never_sent(exc)
+        ctx.log_failure("authenticate", error.message, error.fix)
+        with rt.store.begin() as s:
+            conn = s.get_one(Connection, connection_id, with_for_update=True)
+            write_calls(s, conn.tenant_id, conn.id, ctx.calls)
+            if harmless and conn.auth_attempt_at == attempt.at and conn.auth_attempt_token == attempt.digest:
+                conn.auth_attempt_at = conn.auth_attempt_token = None
+        if harmless:
+            raise error from exc
+        _settled[connection_id] = attempt.at
+        return error
+    finally:
+        ctx.close()
+    with rt.store.begin() as s:
+        conn = s.get_one(Connection, connection_id, with_for_update=True)
+        write_calls(s, conn.tenant_id, conn.id, ctx.calls)
+        conn.auth_attempt_at = conn.auth_attempt_token = None
+        if result is None:
+            return credentials_of(rt.vault, conn)
+        conn.credentials = rt.vault.encrypt(result.values)
+        conn.token_expires_at = _naive(result.expires_at)
+        conn.token_issued_at = utcnow()  # not before the call: the plugin may wait for the host's token pace
+        conn.renew_by = _naive(result.renew_by)
+        if conn.pause_kind == "auth":
+            conn.paused_until = conn.pause_kind = conn.pause_reason = None
+    _settled.pop(connection_id, None)
+    return dict(result.values)
 
 
 def pause_for_quota(rt: Runtime, connection_id: int, exc: QuotaExhausted) -> None:
@@ -144,6 +387,38 @@ def _naive(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=None) - (value.utcoffset() or timedelta())
 
 
+def connector_options(rt: Runtime, conn: Connection) -> dict[str, Any]:
+    """The options a connector sees: the stored ones, the encrypted secrets merged back, and the platform's defaults
+    for what the route file left out (so a real account reaches the platform's real host without a ``base_url``).
+
+    An option the platform's model refuses is a :class:`Fatal` naming the connection, the option and the fix."""
+    options = connection_options(rt.vault, conn)
+    registered = rt.registry.platforms.get(conn.platform)
+    model = registered.platform.options if registered is not None else None
+    if model is None:
+        return options
+    try:
+        validated = model.model_validate(options)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = ".".join(str(p) for p in first["loc"]) or "(options)"
+        raise Fatal(f"{conn.platform} connection {conn.tenant_id}/{conn.name}: option {name}: {first['msg']}",
+                    fix=f"Correct tenants.{conn.tenant_id}.connections.{conn.name}.options.{name} in the route file, "
+                        "check it with `hub routes validate FILE`, then `hub routes apply FILE`.") from None
+    defaults = validated.model_dump(mode="json", by_alias=True)
+    for key, value in defaults.items():
+        options.setdefault(key, value)
+    return options
+
+
+def connection_context(rt: Runtime, conn: Connection, stream: str | None = None) -> ConnectorContext:
+    """A context for ``conn`` outside a sync (plugin commands, webhooks): validated options and stored credentials,
+    no token renewal."""
+    return ConnectorContext(tenant=conn.tenant_id, connection=conn.name, platform=conn.platform,
+                            options=connector_options(rt, conn), credentials=credentials_of(rt.vault, conn),
+                            stream=stream, budget=rt.throttle)
+
+
 def make_context(rt: Runtime, conn: Connection, view: RouteView | None, stream: str | None,
                  source_id: int | None = None) -> ConnectorContext:
     now = utcnow()
@@ -155,7 +430,7 @@ def make_context(rt: Runtime, conn: Connection, view: RouteView | None, stream: 
                           fix=f"Re-authorize it: hub auth {conn.platform} {conn.tenant_id}")
     creds = ensure_auth(rt, conn.id)
     ctx = ConnectorContext(tenant=conn.tenant_id, connection=conn.name, platform=conn.platform,
-                           options=conn.options, credentials=creds, route=view, stream=stream,
+                           options=connector_options(rt, conn), credentials=creds, route=view, stream=stream,
                            started_at=now, budget=rt.throttle)
     conn_id, tenant = conn.id, conn.tenant_id
 

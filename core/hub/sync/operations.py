@@ -26,9 +26,12 @@ from hub.errors import (
     RateLimited,
     Retriable,
 )
-from hub.models import ENTITY_MODELS, Action, Canonical, Invoice, Product, Sale
+from hub.models import Action, Canonical, Invoice, Product, Sale, StockLevel
+from hub.privacy import mask_documents
+from hub.registry import Registry
 from hub.store.engine import utcnow
 from hub.store.schema import Binding, Connection, Operation, Record, Route
+from hub.streams import known_tables, stream_spec
 from hub.sync.context import ConnectorContext, RouteView
 from hub.sync.ingest import enqueue, operation_row, quarantine
 from hub.sync.loading import (
@@ -78,6 +81,53 @@ def apply_mappings(sale: Sale, view: RouteView) -> Sale:
                                 fix=f"Map store {sale.store!r} to a deposit under routes.{view.name}.mappings.stores.")
         updates["store"] = stores[sale.store]
     return sale.model_copy(update=updates) if updates else sale
+
+
+def map_stock(level: StockLevel, view: RouteView) -> StockLevel:
+    """Translate the warehouse through the route's ``stores`` table, so the balances of several warehouses land
+    on the sink's warehouses (Bling: depósitos) they are mapped to, instead of on one another."""
+    stores = view.mappings.get("stores")
+    if stores is None:
+        return level
+    if level.warehouse not in stores:
+        raise InvalidRecord(
+            f"tenant {view.tenant}, route {view.name}, stock of SKU {level.sku}: warehouse {level.warehouse!r} has "
+            "no mapping", field="warehouse",
+            fix=f"Map warehouse {level.warehouse!r} to the sink's warehouse under routes.{view.name}.mappings.stores "
+                "and re-apply.")
+    return level.model_copy(update={"warehouse": stores[level.warehouse]})
+
+
+def map_declared(record: Canonical, stream: str, view: RouteView, registry: Registry) -> Canonical:
+    """Translate the fields that plugin-declared DE-PARA tables (``Platform.mapping_tables``) name for this
+    stream, for each such table the route has; a value missing from a table is refused, never guessed."""
+    declared = known_tables(registry, [view.source.platform, view.sink.platform])
+    updates: dict[str, Any] = {}
+    for name, table in declared.items():
+        values = view.mappings.get(name)
+        if values is None or name in ("payment_methods", "statuses", "stores") or table.stream != stream \
+                or not table.field or not hasattr(record, table.field):
+            continue
+        value = getattr(record, table.field)
+        if value is None:
+            continue
+        if str(value) not in values:
+            raise InvalidRecord(
+                f"tenant {view.tenant}, route {view.name}, {stream} {record.natural_key() or ''}: {table.field} "
+                f"{value!r} has no entry in the {name} table", field=table.field,
+                fix=f"Add {str(value)!r} under routes.{view.name}.mappings.{name} ({table.description}) and "
+                    "re-apply.")
+        updates[table.field] = values[str(value)]
+    return record.model_copy(update=updates) if updates else record
+
+
+def translate(record: Canonical, stream: str, view: RouteView, registry: Registry) -> Canonical:
+    """The record in the sink's vocabulary: every DE-PARA table of the route that applies to it."""
+    if isinstance(record, Sale):
+        record = apply_mappings(record, view)
+    elif isinstance(record, StockLevel):
+        record = map_stock(record, view)
+    return map_declared(record, stream, view, registry)
 
 
 def backoff(attempts: int, cap: float) -> float:
@@ -139,9 +189,9 @@ def execute(rt: Runtime, op_id: int) -> str:
 
     ctx: ConnectorContext | None = None
     try:
-        model: Canonical = ENTITY_MODELS[op.entity].model_validate(record.payload)
-        if isinstance(model, Sale):
-            model = apply_mappings(model, view)
+        model: Canonical = stream_spec(op.entity, rt.registry).model.model_validate(record.payload)
+        if op.connection_id == route.sink_id:  # an action on the source gets its own record as it is
+            model = translate(model, op.entity, view, rt.registry)
         if op.kind == "emit_invoice":
             problems = [p for _, found in rt.registry.broadcast("validate_fiscal", document=model, route=view,
                                                                  products=products) for p in found]
@@ -319,14 +369,16 @@ def _bind(s: Any, op: Operation, remote_id: str) -> None:
 def _finish(rt: Runtime, op: Operation, state: str, error: str | None = None, fix: str | None = None) -> str:
     with rt.store.begin() as s:
         s.execute(update(Operation).where(Operation.id == op.id).values(
-            state=state, lease_until=None, last_error=error, fix=fix, updated_at=utcnow()))
+            state=state, lease_until=None, last_error=mask_documents(error), fix=mask_documents(fix),
+            updated_at=utcnow()))
     return state
 
 
 def _reschedule(rt: Runtime, op: Operation, delay: float, error: str, *, burn: bool, fix: str | None = None) -> str:
     now = utcnow()
     values: dict[str, Any] = {
-        "state": "pending", "lease_until": None, "dispatched_at": None, "last_error": error, "fix": fix,
+        "state": "pending", "lease_until": None, "dispatched_at": None, "last_error": mask_documents(error),
+        "fix": mask_documents(fix),
         "available_at": now + timedelta(seconds=delay), "updated_at": now,
     }
     if not burn:

@@ -6,19 +6,23 @@ import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hub.errors import AuthExpired, AuthRevoked, ConfigError, HubError, PaginationLoop, QuotaExhausted
+from hub.errors import AuthExpired, AuthRevoked, ConfigError, Fatal, HubError, PaginationLoop, QuotaExhausted
 from hub.models import PaymentMethod
 from hub.platform import Incoming, Page
+from hub.privacy import mask_documents
 from hub.store import statistics
 from hub.store.engine import utcnow
 from hub.store.schema import Connection, Cursor, Route
+from hub.streams import stream_spec
 from hub.sync.context import ApiEntry, ConnectorContext, RouteView
-from hub.sync.ingest import PULL_HOOKS, PageCounts, enqueue, ingest_page, operation_row
+from hub.sync.ingest import FUTURE_TOLERANCE, PageCounts, enqueue, in_the_future, operation_row, write_page
 from hub.sync.loading import (
     Runtime,
     find_route,
@@ -39,6 +43,8 @@ class StreamResult:
     pages: int = 0
     error: str | None = None
     fix: str | None = None
+    error_class: type[HubError] | None = None
+    """The class of the error that stopped the stream (a RateLimited is waited out, a Fatal is not)."""
 
 
 @dataclass
@@ -53,7 +59,7 @@ class SyncReport:
 
 
 def _pages(rt: Runtime, ctx: ConnectorContext, platform: str, stream: str, since: str | None) -> Iterable[Page]:
-    hook = PULL_HOOKS[stream]
+    hook = stream_spec(stream, rt.registry).pull_hook
     kwargs = {"ctx": ctx, "stream": stream, "since": since}
     pages: Iterable[Page] = rt.registry.call(platform, hook, **kwargs)
     return pages
@@ -118,20 +124,30 @@ def preflight(rt: Runtime, route: Route, view: RouteView, source: Connection) ->
     platform = rt.registry.platform(source.platform)
     if "payment_methods" not in platform.pulls:
         return
-    ctx = make_context(rt, source, view, "payment_methods")
     unmapped: list[str] = []
-    try:
-        for page in _pages(rt, ctx, source.platform, "payment_methods", None):
-            for item in page.records:
-                if isinstance(item, Incoming):
-                    data = item.data
-                    method = data if isinstance(data, PaymentMethod) else PaymentMethod.model_validate(data)
-                    if method.active and method.code not in table:
-                        unmapped.append(f"{method.code} ({method.name})")
-    finally:
-        with rt.store.begin() as s:
-            write_calls(s, route.tenant_id, source.id, ctx.calls)
-        ctx.close()
+    for attempt in (1, 2):
+        ctx = make_context(rt, source, view, "payment_methods")
+        unmapped = []
+        try:
+            for page in _pages(rt, ctx, source.platform, "payment_methods", None):
+                for item in _checked(rt, source.platform, "payment_methods", page).records:
+                    if isinstance(item, Incoming):
+                        data = item.data
+                        try:
+                            method = data if isinstance(data, PaymentMethod) else PaymentMethod.model_validate(data)
+                        except ValidationError:
+                            continue  # quarantined with its field when the payment_methods stream is pulled
+                        if method.active and method.code not in table:
+                            unmapped.append(f"{method.code} ({method.name})")
+            break
+        except AuthExpired as exc:
+            if isinstance(exc, AuthRevoked) or attempt == 2:
+                raise
+            refresh_after_expiry(rt, source, ctx)
+        finally:
+            with rt.store.begin() as s:
+                write_calls(s, route.tenant_id, source.id, ctx.calls)
+            ctx.close()
     if unmapped:
         raise ConfigError(
             f"tenant {route.tenant_id}, route {route.name}: payment methods of {source.name} with no DE-PARA "
@@ -154,19 +170,75 @@ def sync_route(rt: Runtime, tenant: str, name: str, *, full: bool = False,
     except HubError as exc:
         report.streams.append(StreamResult("preflight", error=exc.message, fix=exc.fix))
         return report
+    except Exception as exc:
+        error = _unexpected(rt, route, source, "payment_methods", exc)
+        report.streams.append(StreamResult("preflight", error=error.message, fix=error.fix))
+        return report
     for stream in view.streams:
         result = StreamResult(stream)
         report.streams.append(result)
         try:
-            _sync_stream(rt, route, view, source, stream, full, result, progress)
+            try:
+                _sync_stream(rt, route, view, source, stream, full, result, progress)
+            except HubError:
+                raise
+            except Exception as exc:  # a plugin's bug in one stream must not stop the route's other streams
+                raise _unexpected(rt, route, source, stream, exc) from exc
         except HubError as exc:
-            result.error, result.fix = exc.message, exc.fix
+            result.error, result.fix, result.error_class = exc.message, exc.fix, type(exc)
             with rt.store.begin() as s:
                 cursor = _cursor(s, route, stream)
-                cursor.last_error, cursor.updated_at = f"{exc.message} (fix: {exc.fix})", utcnow()
+                cursor.last_error = mask_documents(f"{exc.message} (fix: {exc.fix})")
+                cursor.updated_at = utcnow()
             if isinstance(exc, AuthRevoked | ConfigError | QuotaExhausted):
                 break
     return report
+
+
+def _plugin(rt: Runtime, platform: str) -> str:
+    return rt.registry.get(platform).plugin if platform in rt.registry.platforms else "(not installed)"
+
+
+def _unexpected(rt: Runtime, route: Route, source: Connection, stream: str, exc: BaseException) -> Fatal:
+    """An exception no connector should raise, as an error naming the plugin, recorded in the API log."""
+    error = Fatal(f"tenant {route.tenant_id}, route {route.name}: plugin {_plugin(rt, source.platform)} failed "
+                  f"reading {stream} from {source.name}: {type(exc).__name__}: {exc}",
+                  fix=f"Report it to the maintainers of plugin {_plugin(rt, source.platform)} with this message; the "
+                      "route's other streams went on, and this one is retried on the next sync.")
+    with rt.store.begin() as s:
+        write_calls(s, route.tenant_id, source.id, [ApiEntry(action=f"pull {stream}", model=stream, status=None,
+                                                              duration_ms=None, error=error.message, fix=error.fix)])
+    return error
+
+
+def _checked(rt: Runtime, platform: str, stream: str, page: Any) -> Page:
+    if not isinstance(page, Page):
+        plugin = _plugin(rt, platform)
+        raise Fatal(f"plugin {plugin} yielded a {type(page).__name__} instead of a hub.Page while reading {stream} "
+                    f"from {platform}", fix=f"Report it to the maintainers of plugin {plugin}: a pull hook must "
+                                            "yield hub.Page objects.")
+    return page
+
+
+def _safe_cursor(rt: Runtime, platform: str, stream: str, proposed: str, previous: str | None,
+                 calls: list[ApiEntry]) -> str | None:
+    """The page's cursor, unless it is a date in the future: stored, it would hide every record dated before it,
+    so the previous cursor is kept and the API log says which plugin gave it."""
+    try:
+        moment = datetime.fromisoformat(proposed.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return proposed
+    if not in_the_future(moment):
+        return proposed
+    plugin = _plugin(rt, platform)
+    calls.append(ApiEntry(
+        action=f"cursor {stream}", model=stream, status=None, duration_ms=None,
+        error=f"plugin {plugin} gave {stream} the cursor {proposed}, more than "
+              f"{int(FUTURE_TOLERANCE.total_seconds() // 60)} minutes in the future; the previous one "
+              f"({previous or 'none'}) was kept",
+        fix=f"A record on {platform} is probably future-dated (it is quarantined: see hub logs); correct its date "
+            f"there. If this repeats with no such record, report it to the maintainers of plugin {plugin}."))
+    return previous
 
 
 def _cursor(s: Session, route: Route, stream: str) -> Cursor:
@@ -187,7 +259,8 @@ def _sync_stream(rt: Runtime, route: Route, view: RouteView, source: Connection,
         ctx = make_context(rt, source, view, stream)
         try:
             previous: tuple[tuple[str, ...], str | None] | None = None
-            for page, calls in read_ahead(_pages(rt, ctx, source.platform, stream, since), ctx):
+            for raw_page, calls in read_ahead(_pages(rt, ctx, source.platform, stream, since), ctx):
+                page = _checked(rt, source.platform, stream, raw_page)
                 signature = (tuple(r.external_id for r in page.records), page.cursor)
                 if page.records and signature == previous:
                     raise PaginationLoop(f"{source.platform} returned the same page twice while reading {stream} "
@@ -195,10 +268,11 @@ def _sync_stream(rt: Runtime, route: Route, view: RouteView, source: Connection,
                 previous = signature
                 with rt.store.begin() as s:
                     s.add(route)
-                    counts = ingest_page(s, rt.registry, route, view, stream, page.records)
+                    counts = write_page(s, rt.registry, route, view, stream, page.records)
                     cursor = _cursor(s, route, stream)
                     if page.cursor is not None:
-                        cursor.position = since = page.cursor
+                        cursor.position = since = _safe_cursor(rt, source.platform, stream, page.cursor,
+                                                               cursor.position, calls)
                     cursor.updated_at = utcnow()
                     write_calls(s, route.tenant_id, source.id, calls)
                     s.expunge(route)
@@ -227,6 +301,10 @@ def _sync_stream(rt: Runtime, route: Route, view: RouteView, source: Connection,
                 write_calls(s, route.tenant_id, source.id, ctx.calls)
             if isinstance(exc, QuotaExhausted):
                 pause_for_quota(rt, source.id, exc)
+            raise
+        except Exception:
+            with rt.store.begin() as s:
+                write_calls(s, route.tenant_id, source.id, ctx.calls)
             raise
         finally:
             ctx.close()

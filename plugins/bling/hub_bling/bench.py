@@ -49,38 +49,12 @@ def _stop(proc: Any, pipe: Pipe) -> dict[str, int]:
 
 
 def _hub_pull(connection: dict[str, Any], tmp: Path) -> dict[str, Any]:
-    from hub.crypto import Vault
-    from hub.registry import get_registry
-    from hub.settings import Settings
-    from hub.store.engine import Store, utcnow
-    from hub.store.migrate import upgrade
-    from hub.store.schema import Connection, Route, Tenant
-    from hub.sync.loading import Runtime
-    from hub.sync.pull import sync_route
+    from hub.testing import pull_once
 
-    settings = Settings(home=tmp, database_url=f"sqlite:///{tmp / 'bench.db'}")
-    store = Store.from_url(settings.resolved_database_url())
-    upgrade(store)
-    rt = Runtime(store=store, vault=Vault(settings), registry=get_registry())
-    now = utcnow()
-    with store.begin() as s:
-        s.add(Tenant(id="bench", name="Benchmark", created_at=now))
-        s.flush()
-        conns = [Connection(tenant_id="bench", name=name, platform=platform, options=options,
-                            credentials=rt.vault.encrypt(creds) if creds else None, credentials_env={},
-                            token_expires_at=None, paused_until=None, pause_reason=None, updated_at=now)
-                 for name, platform, options, creds in (("bling", "bling", connection["options"],
-                                                         connection["credentials"]), ("peer", "bench-peer", {}, None))]
-        s.add_all(conns)
-        s.flush()
-        s.add(Route(tenant_id="bench", name="pull", source_id=conns[0].id, sink_id=conns[1].id,
-                    config={"streams": ["products"]}, enabled=True, schedule_seconds=None, next_run_at=None,
-                    updated_at=now))
     started = time.perf_counter()
-    report = sync_route(rt, "bench", "pull", full=True)
+    report = pull_once(tmp, "bling", connection, "products")
     seconds = time.perf_counter() - started
     result = report.streams[0]
-    store.engine.dispose()
     return {"seconds": round(seconds, 2), "products": result.counts.new + result.counts.changed,
             "quarantined": result.counts.quarantined, "error": result.error}
 

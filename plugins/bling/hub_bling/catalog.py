@@ -21,10 +21,9 @@ from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from hub import Incoming, Page, Rejected
-from hub.errors import NotFound, PaginationLoop
+from hub import ConnectorContext, Fetched, Incoming, Page, Paged, PageNumberPaginator, Rejected, paginate
+from hub.errors import NotFound
 from hub.models import Canonical, Category
-from hub.sync.context import ConnectorContext
 from pydantic import ValidationError
 
 from hub_bling import mappers
@@ -69,11 +68,12 @@ def _finished(ctx: ConnectorContext, state: dict[str, Any]) -> str:
 
 
 def _rejected(stream: str, ext: str, exc: Exception, raw: dict[str, Any]) -> Rejected:
-    field = None
+    field: str | None = getattr(exc, "field", None)
+    detail = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, ValidationError) and exc.errors():
         field = ".".join(str(p) for p in exc.errors()[0]["loc"]) or None
         detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-    else:
+    elif isinstance(exc, ValueError | KeyError):
         detail = str(exc)
     where = {"products": "Produtos", "customers": "Contatos"}.get(stream, stream)
     return Rejected(external_id=ext, reason=f"Bling {stream} {ext} ({raw.get('codigo') or raw.get('nome') or ''}): "
@@ -86,44 +86,44 @@ def _map(stream: str, ext: str, raw: dict[str, Any], build: Callable[[dict[str, 
          ) -> Incoming | Rejected:
     try:
         return Incoming(external_id=ext, data=build(raw))
-    except (ValidationError, ValueError, KeyError) as exc:
+    except Exception as exc:  # whatever one record raises costs that record only
         return _rejected(stream, ext, exc, raw)
+
+
+def pages(ctx: ConnectorContext, path: str, stream: str, params: dict[str, Any] | None = None, *, start: int = 1,
+          size: int | None = None, call: Callable[[ConnectorContext, str, Any], Any] = get) -> Iterator[Paged[int]]:
+    """Every page of a Bling list (``pagina``/``limite``) from page ``start``, shape-checked and guarded against
+    a repeated page by the core's paginator (the cursor holds page numbers, so the sync's own check cannot see
+    one). ``call`` defaults to a pull's read, retried here; an outbox operation passes ``client.get``, as the
+    outbox retries."""
+    limit = size or options(ctx).page_size
+
+    def fetch(page: int) -> Fetched:
+        query = {**(params or {}), "pagina": page, "limite": limit}
+        body = call(ctx, path, query)
+        return Fetched(records=body.get("data", body) if isinstance(body, dict) else body,
+                       url=str(ctx.http.build_request("GET", path, params=query).url))
+
+    return paginate(fetch, PageNumberPaginator(limit, start=start), plugin="bling", stream=stream,
+                    about=f"tenant {ctx.tenant}, connection {ctx.connection}")
 
 
 def _list_pages(ctx: ConnectorContext, state: dict[str, Any], params: dict[str, Any]
                 ) -> Iterator[tuple[list[dict[str, Any]], dict[str, Any] | None, int]]:
     """Every page of ``/produtos`` in the three stock passes from ``state``; with each, the state after it
-    (None after the last) and the pass's ``filtroSaldoEstoque``."""
-    size = options(ctx).page_size
-    previous: list[Any] = []
+    (None after the last) and the pass's ``filtroSaldoEstoque``. Each pass is guarded on its own: two passes may
+    start with the same products."""
     for pass_index in range(int(state["pass"]), len(STOCK_FILTERS)):
-        page = int(state["page"]) if pass_index == int(state["pass"]) else 1
-        while True:
-            query = {**params, "pagina": page, "limite": size, "filtroSaldoEstoque": STOCK_FILTERS[pass_index]}
-            rows = get(ctx, "/produtos", query).get("data") or []
-            previous = _guard(ctx, "products", page, rows, previous)
-            last_page = len(rows) < size
-            if not last_page:
-                after: dict[str, Any] | None = {**state, "pass": pass_index, "page": page + 1}
+        start = int(state["page"]) if pass_index == int(state["pass"]) else 1
+        query = {**params, "filtroSaldoEstoque": STOCK_FILTERS[pass_index]}
+        for paged in pages(ctx, "/produtos", "products", query, start=start):
+            if paged.next is not None:
+                after: dict[str, Any] | None = {**state, "pass": pass_index, "page": paged.next}
             elif pass_index + 1 < len(STOCK_FILTERS):
                 after = {**state, "pass": pass_index + 1, "page": 1}
             else:
                 after = None
-            yield rows, after, STOCK_FILTERS[pass_index]
-            if last_page:
-                break
-            page += 1
-
-
-def _guard(ctx: ConnectorContext, what: str, page: int, rows: list[dict[str, Any]], previous: list[Any]
-           ) -> list[Any]:
-    """Stop when Bling answers a page with the previous page again (the cursor holds page numbers, so the core's
-    own check cannot see it); return this page's ids for the next comparison."""
-    ids = [r.get("id") for r in rows]
-    if ids and ids == previous:
-        raise PaginationLoop(f"Bling returned the same page of {what} twice (page {page}, tenant {ctx.tenant}, "
-                             f"connection {ctx.connection}); stopped")
-    return ids
+            yield paged.records, after, STOCK_FILTERS[pass_index]
 
 
 def _product_params(state: dict[str, Any]) -> dict[str, Any]:
@@ -133,14 +133,7 @@ def _product_params(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def all_categories(ctx: ConnectorContext) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    page, size = 1, options(ctx).page_size
-    while True:
-        batch = get(ctx, "/categorias/produtos", {"pagina": page, "limite": size}).get("data") or []
-        rows.extend(batch)
-        if len(batch) < size:
-            return rows
-        page += 1
+    return [row for paged in pages(ctx, "/categorias/produtos", "categories") for row in paged.records]
 
 
 def pull_products(ctx: ConnectorContext, since: str | None) -> Iterator[Page]:
@@ -179,7 +172,7 @@ def pull_stock(ctx: ConnectorContext, since: str | None) -> Iterator[Page]:
             for row in balances:
                 try:
                     levels = mappers.stock_levels(row, deposits)
-                except (ValidationError, ValueError, KeyError) as exc:
+                except Exception as exc:  # whatever one record raises costs that record only
                     records.append(_rejected("stock", str((row.get("produto") or {}).get("id")), exc, row))
                     continue
                 records.extend(Incoming(external_id=ext, data=level) for ext, level in levels)
@@ -188,17 +181,10 @@ def pull_stock(ctx: ConnectorContext, since: str | None) -> Iterator[Page]:
 
 def _simple_list(ctx: ConnectorContext, path: str, stream: str, build: Callable[[dict[str, Any]], Canonical],
                  params: dict[str, Any] | None = None) -> Iterator[Page]:
-    page, size = 1, options(ctx).page_size
-    previous: list[Any] = []
-    while True:
-        rows = get(ctx, path, {**(params or {}), "pagina": page, "limite": size}).get("data") or []
-        previous = _guard(ctx, stream, page, rows, previous)
+    for paged in pages(ctx, path, stream, params):
+        rows = paged.records
         records = [_map(stream, str(r["id"]), r, build) for r in rows]
-        done = len(rows) < size
-        yield Page(records=records, cursor=json.dumps({"mode": "done"}) if done else None)
-        if done:
-            return
-        page += 1
+        yield Page(records=records, cursor=json.dumps({"mode": "done"}) if paged.last else None)
 
 
 def pull_categories(ctx: ConnectorContext) -> Iterator[Page]:
@@ -214,11 +200,8 @@ def pull_customers(ctx: ConnectorContext, since: str | None) -> Iterator[Page]:
     params: dict[str, Any] = {"criterio": 1}
     if state["mode"] == "incremental":
         params["dataAlteracaoInicial"] = state["since"]
-    page, size = int(state.get("page", 1)), options(ctx).page_size
-    previous: list[Any] = []
-    while True:
-        rows = get(ctx, "/contatos", {**params, "pagina": page, "limite": size}).get("data") or []
-        previous = _guard(ctx, "customers", page, rows, previous)
+    for paged in pages(ctx, "/contatos", "customers", params, start=int(state.get("page", 1))):
+        rows = paged.records
         records = []
         for row in rows:
             try:
@@ -226,11 +209,8 @@ def pull_customers(ctx: ConnectorContext, since: str | None) -> Iterator[Page]:
             except NotFound:
                 continue
             records.append(_map("customers", str(row["id"]), raw, mappers.customer))
-        done = len(rows) < size
-        yield Page(records=records, cursor=_finished(ctx, state) if done else json.dumps({**state, "page": page + 1}))
-        if done:
-            return
-        page += 1
+        yield Page(records=records, cursor=_finished(ctx, state) if paged.last
+                   else json.dumps({**state, "page": paged.next}))
 
 
 def pull(ctx: ConnectorContext, stream: str, since: str | None) -> Iterator[Page]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlsplit
 
 import click
-from hub.cli.common import friendly_errors
+from hub import friendly_errors
 from hub.errors import AuthRevoked
 
 
@@ -42,26 +42,18 @@ def code_from(answer: str, state: str) -> str:
 @friendly_errors
 def auth_bling(tenant: str, connection_name: str | None, code: str | None, state: str | None) -> None:
     """Authorize TENANT's Bling account: print the link to allow access, then exchange the code it gives."""
-    from hub.app import build_runtime
-    from hub.auth import authorize, find_connection
-    from hub.store.migrate import require_head
-    from hub.sync.context import ConnectorContext
-    from hub.sync.loading import credentials_of
+    from hub import Authorization
 
     from hub_bling.auth import authorize_url
 
-    rt = build_runtime()
-    require_head(rt.store)
-    conn = find_connection(rt, tenant, "bling", connection_name)
-    ctx = ConnectorContext(tenant=tenant, connection=conn.name, platform="bling", options=conn.options,
-                           credentials=credentials_of(rt.vault, conn))
-    url, state = authorize_url(ctx, state)
+    authorization = Authorization(tenant, "bling", connection_name)
+    url, state = authorize_url(authorization.context, state)
     if code is None:
         click.echo("Open this link logged in as the Bling account's main admin user, and allow access:")
         click.echo(f"  {url}")
         code = click.prompt("Then paste the code, or the whole address Bling sent you back to")
-    resumed = authorize(rt, conn.id, {"authorization_code": code_from(code, state)})
-    click.echo(f"authorized {tenant}/{conn.name}; {resumed} waiting operations resume now")
+    resumed = authorization.complete({"authorization_code": code_from(code, state)})
+    click.echo(f"authorized {tenant}/{authorization.connection}; {resumed} waiting operations resume now")
 
 
 @click.command("bling-pull")

@@ -1,42 +1,47 @@
-"""NF-e from a Bling sale: generate once, send to SEFAZ, follow until authorized or rejected.
+"""NF-e from a Bling sale: generate once, send once, follow its situação until SEFAZ settles it.
 
-One NF-e per sale, whatever the retries: the note's id is recorded (``ctx.record_remote_id``) the moment Bling
-creates it, and before creating one the sale itself is read, since Bling links its note (``notaFiscal``). A second
-note would be rejected by SEFAZ as a duplicate with another access key (seed 000).
+One NF-e per sale, whatever the retries: before creating a note the sale itself is read, since Bling links its
+note (``notaFiscal``); a second note would be rejected by SEFAZ as a duplicate with another access key.
+
+One send per note: the note's id is recorded (``ctx.record_remote_id``) once Bling has taken it for sending, and a
+recorded note is only read from then on. Its situação cannot tell by itself, since a sent note may sit at 1
+(Pendente) in Bling's queue before SEFAZ takes it. A note found linked to the sale but never recorded is sent
+only while Pendente (and Bling's "already sent" answer counts as sent). Only a Rejeitada note is sent again: that
+is how a corrected note goes back to SEFAZ.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
 from typing import Any
 
+from hub import ConnectorContext, RouteView
 from hub.errors import Fatal, InvalidRecord, RateLimited
 from hub.models import FiscalProblem, Invoice, Product, Ref, Sale
-from hub.sync.context import ConnectorContext, RouteView
 from pydantic import ValidationError
 
 from hub_bling.client import error_body, field_messages, get, options, request
 
-PENDING, CANCELLED, WAITING_RECEIPT, REJECTED, AUTHORIZED, DANFE, REGISTERED, WAITING_PROTOCOL, DENIED = (
-    1, 2, 3, 4, 5, 6, 7, 8, 9)
-"""``situacao`` of ``/nfe`` (this numbering, not the shifted one of ContasReceberDadosOrigemDTO)."""
-IN_FLIGHT = {WAITING_RECEIPT, WAITING_PROTOCOL, 10}
+SITUACOES = {1: "Pendente", 2: "Cancelada", 3: "Aguardando recibo", 4: "Rejeitada", 5: "Autorizada",
+             6: "Emitida DANFE", 7: "Registrada", 8: "Aguardando protocolo", 9: "Denegada", 10: "Consulta situação",
+             11: "Bloqueada"}
+"""``situacao`` of ``/nfe`` as Bling documents it (not the shifted numbering of ContasReceberDadosOrigemDTO)."""
+(PENDING, CANCELLED, WAITING_RECEIPT, REJECTED, AUTHORIZED, DANFE, REGISTERED, WAITING_PROTOCOL, DENIED, CHECKING,
+ BLOCKED) = range(1, 12)
+WAITING = {PENDING, WAITING_RECEIPT, WAITING_PROTOCOL, CHECKING}
+"""Situações of a sent note that SEFAZ has not settled yet: polled."""
 DONE = {AUTHORIZED, DANFE, REGISTERED}
 
 
-def _note_id(ctx: ConnectorContext, sale_id: str, invoice_id: str | None) -> str:
-    if invoice_id:
-        return invoice_id
+def _named(status: int) -> str:
+    return f"{SITUACOES.get(status, 'unknown')} (situação {status})"
+
+
+def _linked(ctx: ConnectorContext, sale_id: str) -> str | None:
     order = get(ctx, f"/pedidos/vendas/{sale_id}")["data"]
     linked = (order.get("notaFiscal") or {}).get("id")
-    if linked:
-        ctx.record_remote_id(str(linked))
-        return str(linked)
-    created = request(ctx, "POST", f"/pedidos/vendas/{sale_id}/gerar-nfe")
-    data = created.get("data", created) if isinstance(created, dict) else {}
-    note = str(data["idNotaFiscal"])
-    ctx.record_remote_id(note)
-    return note
+    return str(linked) if linked else None
 
 
 def _rejected(ctx: ConnectorContext, sale: Sale, detail: str) -> InvalidRecord:
@@ -47,29 +52,68 @@ def _rejected(ctx: ConnectorContext, sale: Sale, detail: str) -> InvalidRecord:
             "then run `hub retry TENANT`: the same note is sent again, never a second one.")
 
 
-def emit(ctx: ConnectorContext, sale: Sale, sale_id: str, invoice_id: str | None) -> Invoice:
-    note = _note_id(ctx, sale_id, invoice_id)
-    data = get(ctx, f"/nfe/{note}")["data"]
-    status = int(data.get("situacao") or PENDING)
-    if status in (PENDING, REJECTED):
-        answer = request(ctx, "POST", f"/nfe/{note}/enviar", expect=(400,))
-        if not isinstance(answer, dict):
-            error = error_body(answer)
-            detail = "; ".join(f"{e}: {m}" for e, m in field_messages(error)) or str(error.get("description"))
+def _already_sent(text: str) -> bool:
+    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+    return "ja foi enviada" in plain
+
+
+def _send(ctx: ConnectorContext, sale: Sale, note: str) -> dict[str, Any]:
+    """``POST /nfe/{id}/enviar``, then the note as Bling shows it. The id is recorded as soon as Bling took it."""
+    answer = request(ctx, "POST", f"/nfe/{note}/enviar", expect=(400,))
+    if not isinstance(answer, dict):
+        error = error_body(answer)
+        fields = field_messages(error)
+        detail = "; ".join(f"{e}: {m}" for e, m in fields) or str(error.get("description"))
+        if not _already_sent(" ".join(m for _, m in fields) or detail):
+            ctx.record_remote_id(note)
             raise _rejected(ctx, sale, detail)
-        data = get(ctx, f"/nfe/{note}")["data"]
+    ctx.record_remote_id(note)
+    data: dict[str, Any] = get(ctx, f"/nfe/{note}")["data"]
+    return data
+
+
+def emit(ctx: ConnectorContext, sale: Sale, sale_id: str, invoice_id: str | None) -> Invoice:
+    sent = invoice_id is not None
+    note = invoice_id or _linked(ctx, sale_id)
+    if note is None:
+        created = request(ctx, "POST", f"/pedidos/vendas/{sale_id}/gerar-nfe")
+        body = created.get("data", created) if isinstance(created, dict) else {}
+        note = str(body["idNotaFiscal"])
+    data: dict[str, Any] = get(ctx, f"/nfe/{note}")["data"]
+    status = int(data.get("situacao") or PENDING)
+    if status == REJECTED or (status == PENDING and not sent):
+        data = _send(ctx, sale, note)
         status = int(data.get("situacao") or PENDING)
-    if status == REJECTED:
-        raise _rejected(ctx, sale, "Bling shows the note as Rejeitada")
-    if status in (CANCELLED, DENIED):
-        raise Fatal(f"tenant {ctx.tenant}, sale {sale.number}: NF-e {note} is "
-                    f"{'cancelled' if status == CANCELLED else 'denied (denegada)'}",
-                    fix="Handle this note in Bling; the hub will not issue another one for the sale.")
-    if status not in DONE:
-        raise RateLimited(f"NF-e {note} of sale {sale.number} is waiting for SEFAZ",
+    elif not sent:
+        ctx.record_remote_id(note)  # linked to the sale and already past Pendente: it was sent
+    return _settled(ctx, sale, note, status, data)
+
+
+def _settled(ctx: ConnectorContext, sale: Sale, note: str, status: int, data: dict[str, Any]) -> Invoice:
+    """The invoice of an authorized note; a wait while SEFAZ works; or the error that ends it, with its fix."""
+    where = f"tenant {ctx.tenant}, sale {sale.number}: NF-e {note} is {_named(status)}"
+    if status in DONE:
+        return invoice(ctx, sale, note, data)
+    if status in WAITING:
+        raise RateLimited(f"NF-e {note} of sale {sale.number} is {_named(status)}, waiting for SEFAZ",
                           retry_after=options(ctx).nfe_poll_seconds,
-                          fix="Nothing to do: the hub checks again shortly.")
-    return invoice(ctx, sale, note, data)
+                          fix="Nothing to do: the hub reads the note again shortly (it is never sent twice).")
+    if status == REJECTED:
+        raise _rejected(ctx, sale, f"Bling shows NF-e {note} as {_named(status)}")
+    if status == BLOCKED:
+        raise InvalidRecord(
+            f"{where} in Bling: Bling holds it and does not send it to SEFAZ", field="invoice", record=sale.number,
+            fix=f"Open NF-e {note} in Bling (Vendas > Notas Fiscais) to see why it is blocked and release it, then "
+                "run `hub retry TENANT`: the hub follows the same note and never issues a second one.")
+    if status == DENIED:
+        raise Fatal(f"{where}: SEFAZ denied its use (the issuer's or the recipient's registration is irregular); "
+                    "the number is spent and the note cannot be sent again",
+                    fix="Check the recipient's CPF/CNPJ and state registration with SEFAZ and handle the sale in Bling "
+                        "(Vendas > Notas Fiscais); the hub will not issue another note for it.")
+    if status == CANCELLED:
+        raise Fatal(f"{where}", fix="Handle this note in Bling; the hub will not issue another one for the sale.")
+    raise Fatal(f"{where}: a situação the hub does not know",
+                fix="Check the note in Bling (Vendas > Notas Fiscais) and report the situação to the hub's authors.")
 
 
 def invoice(ctx: ConnectorContext, sale: Sale, note: str, data: dict[str, Any]) -> Invoice:

@@ -17,6 +17,24 @@ from hub.models import (
 )
 
 
+class FieldError(ValueError):
+    """A Bling field of the wrong shape (a string where an object belongs), named for the quarantine."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+def _object(raw: Any, name: str, where: str | None = None) -> dict[str, Any]:
+    """``raw[name]`` as an object (absent is empty); any other shape names the field."""
+    value = raw.get(name) if isinstance(raw, dict) else None
+    if not value:
+        return {}
+    if not isinstance(value, dict):
+        raise FieldError(where or name, f"expected an object, got {type(value).__name__} {str(value)[:40]!r}")
+    return value
+
+
 def _text(value: Any) -> str | None:
     text = str(value).strip() if value is not None else ""
     return text or None
@@ -33,7 +51,7 @@ def attributes(name: str | None) -> dict[str, str]:
 
 
 def images(raw: dict[str, Any]) -> list[str]:
-    pictures = ((raw.get("midia") or {}).get("imagens") or {})
+    pictures = _object(_object(raw, "midia"), "imagens", "midia.imagens")
     links = [i.get("link") for kind in ("imagensURL", "externas", "internas") for i in pictures.get(kind) or []]
     found = list(dict.fromkeys(link for link in links if link))
     if not found and raw.get("imagemURL"):
@@ -43,8 +61,8 @@ def images(raw: dict[str, Any]) -> list[str]:
 
 def product(raw: dict[str, Any], category_paths: dict[int, list[str]]) -> Product:
     """A product from ``GET /produtos/{id}`` (the list lacks GTIN, fiscal data and variations)."""
-    tax = raw.get("tributacao") or {}
-    category = (raw.get("categoria") or {}).get("id")
+    tax = _object(raw, "tributacao")
+    category = _object(raw, "categoria").get("id")
     variations = [
         Variation(sku=str(v.get("codigo") or ""), gtin=_text(v.get("gtin")), price=v.get("preco"),
                   attributes=attributes((v.get("variacao") or {}).get("nome")), active=v.get("situacao", "A") == "A")
@@ -62,26 +80,24 @@ def product(raw: dict[str, Any], category_paths: dict[int, list[str]]) -> Produc
 
 
 def category_paths(rows: list[dict[str, Any]]) -> dict[int, list[str]]:
-    """Each category's path from the root (Bling lists parents by id only)."""
+    """Each category's path from the root (Bling lists parents by id only). Some accounts give a top-level
+    category itself (or 0) as ``categoriaPai``; the climb stops there, at an unknown parent, and where a cycle
+    closes, so no path names a category twice."""
     by_id = {int(r["id"]): r for r in rows}
-    paths: dict[int, list[str]] = {}
 
-    def path(cid: int, seen: frozenset[int] = frozenset()) -> list[str]:
-        if cid in paths:
-            return paths[cid]
-        row = by_id[cid]
-        parent = int((row.get("categoriaPai") or {}).get("id") or 0)
-        head = path(parent, seen | {cid}) if parent in by_id and parent not in seen else []
-        paths[cid] = [*head, str(row.get("descricao") or cid)]
-        return paths[cid]
+    def path(cid: int) -> list[str]:
+        chain: list[int] = []
+        current = cid
+        while current in by_id and current not in chain:
+            chain.append(current)
+            current = int((by_id[current].get("categoriaPai") or {}).get("id") or 0)
+        return [str(by_id[c].get("descricao") or c) for c in reversed(chain)]
 
-    for cid in by_id:
-        path(cid)
-    return paths
+    return {cid: path(cid) for cid in by_id}
 
 
 def customer(raw: dict[str, Any]) -> Customer:
-    address = ((raw.get("endereco") or {}).get("geral")) or {}
+    address = _object(_object(raw, "endereco"), "geral", "endereco.geral")
     addresses = []
     if any(address.get(k) for k in ("endereco", "municipio", "cep")):
         addresses = [Address(street=_text(address.get("endereco")), number=_text(address.get("numero")),

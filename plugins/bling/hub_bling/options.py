@@ -12,12 +12,12 @@ TIME_ZONE = "America/Sao_Paulo"
 class BlingOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    base_url: str = API_BASE
+    base_url: str = Field(default=API_BASE, description="the API v3 root (a sandbox's address in tests)")
     authorize_url: str | None = Field(default=None, description="default: Bling's, or the sandbox's")
-    timeout_seconds: float = 30
+    timeout_seconds: float = Field(default=30, gt=0, description="seconds before a call counts as timed out")
     rate_per_second: float = Field(default=3, gt=0, description="the account's limit; the hub keeps 3% below it")
-    daily_limit: int = 120_000
-    page_size: int = Field(default=100, ge=1, le=100)
+    daily_limit: int = Field(default=120_000, gt=0, description="requests per day in São Paulo time (Bling's plan)")
+    page_size: int = Field(default=100, ge=1, le=100, description="records per list request (`limite`, at most 100)")
     overlap_minutes: int = Field(default=2, ge=1, description="incremental reads start this far before the cursor")
     loja_id: int | None = Field(default=None, description="Bling sales channel (loja) the sales are filed under")
     default_deposit: str | None = Field(default=None, description="depósito (id or name) for stock postings")

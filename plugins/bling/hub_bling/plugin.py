@@ -6,11 +6,9 @@ from collections.abc import Iterable
 from typing import Any
 
 import click
-from hub import Credentials, Page, Platform, PushResult, hookimpl
+from hub import ConnectorContext, Credentials, Page, Platform, PushResult, RouteView, WebhookEvent, hookimpl
 from hub.errors import Fatal
-from hub.models import Action, Canonical, Customer, FiscalProblem, Invoice, Product, Sale, StatusTransition
-from hub.platform import WebhookEvent
-from hub.sync.context import ConnectorContext, RouteView
+from hub.models import Action, Canonical, Customer, FiscalProblem, Invoice, Product, Sale
 
 from hub_bling import auth, catalog, invoices, sales, webhooks
 from hub_bling.options import BlingOptions
@@ -61,11 +59,6 @@ def push_catalog(ctx: ConnectorContext, stream: str, record: Canonical, external
 @hookimpl
 def push_sale(ctx: ConnectorContext, record: Sale, external_id: str | None) -> PushResult:
     return sales.push_sale(ctx, record, external_id)
-
-
-@hookimpl
-def on_status_transition(transition: StatusTransition, route: RouteView) -> list[Action] | None:
-    return sales.plan(transition, route)
 
 
 @hookimpl

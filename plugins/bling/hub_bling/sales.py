@@ -10,7 +10,6 @@ transition manager.
 from __future__ import annotations
 
 import re
-import threading
 import time
 import unicodedata
 from collections.abc import Callable
@@ -20,12 +19,12 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import httpx
-from hub import PushResult
+from hub import ConnectorContext, PushResult
 from hub.errors import Fatal, InvalidRecord, Retriable
-from hub.models import Action, Customer, Sale, StatusTransition
-from hub.sync.context import ConnectorContext, RouteView
+from hub.models import Action, Customer, Sale, SaleItem
 
 from hub_bling import mappers
+from hub_bling.catalog import pages
 from hub_bling.client import error_body, error_for, field_messages, get, options, request
 from hub_bling.options import TIME_ZONE
 
@@ -36,28 +35,22 @@ ACCOUNT_ACTION_NAMES = {"lancar-estoque": "lancarestoque", "lancar-contas": "lan
 """How the account's transition manager names our actions (``/situacoes/modulos/{id}/acoes``), normalized."""
 
 T = TypeVar("T")
-_cache: dict[tuple[str, str, str, str], tuple[float, Any]] = {}
-_cache_lock = threading.Lock()
+R = TypeVar("R")
 
 
 def cached(ctx: ConnectorContext, name: str, load: Callable[[], T]) -> T:
-    """Per-connection lookups that rarely change (situações, depósitos, payment methods), kept for 10 minutes."""
-    key = (ctx.tenant, ctx.connection, str(ctx.options.get("base_url")), name)
-    now = time.monotonic()
-    with _cache_lock:
-        hit = _cache.get(key)
-    if hit is not None and hit[0] > now:
-        value: T = hit[1]
-        return value
-    value = load()
-    with _cache_lock:
-        _cache[key] = (now + CACHE_SECONDS, value)
-    return value
+    """Per-connection lookups that rarely change (situações, depósitos, payment methods), kept for
+    ``CACHE_SECONDS`` in the connection's ``ctx.cache`` (dropped when its options or credentials change)."""
+    return ctx.cache.get_or_set(f"bling:{name}", load, CACHE_SECONDS)
+
+
+def cached_find(ctx: ConnectorContext, name: str, load: Callable[[], T], match: Callable[[T], R | None]) -> R | None:
+    """``match`` on a :func:`cached` lookup, read again once when it finds nothing (created in Bling since)."""
+    return ctx.cache.find(f"bling:{name}", load, match, CACHE_SECONDS)
 
 
 def forget(ctx: ConnectorContext, name: str) -> None:
-    with _cache_lock:
-        _cache.pop((ctx.tenant, ctx.connection, str(ctx.options.get("base_url")), name), None)
+    ctx.cache.forget(f"bling:{name}")
 
 
 def norm(text: str | None) -> str:
@@ -66,15 +59,8 @@ def norm(text: str | None) -> str:
     return "".join(plain.lower().split())
 
 
-def _all(ctx: ConnectorContext, path: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    page = 1
-    while True:
-        batch = get(ctx, path, {**(params or {}), "pagina": page, "limite": 100}).get("data") or []
-        rows.extend(batch)
-        if len(batch) < 100:
-            return rows
-        page += 1
+def _all(ctx: ConnectorContext, path: str, stream: str) -> list[dict[str, Any]]:
+    return [row for paged in pages(ctx, path, stream, size=100, call=get) for row in paged.records]
 
 
 # --- account lookups ----------------------------------------------------------------------------------------
@@ -115,30 +101,56 @@ def situation_id(ctx: ConnectorContext, name: str, sale: Sale) -> int:
 
 
 def deposits(ctx: ConnectorContext) -> list[dict[str, Any]]:
-    return cached(ctx, "deposits", lambda: _all(ctx, "/depositos"))
+    return cached(ctx, "deposits", lambda: _all(ctx, "/depositos", "deposits"))
 
 
 def deposit_id(ctx: ConnectorContext, wanted: str | None) -> int | None:
     """A depósito given by id or name; None means Bling's default one."""
     if not wanted:
         return None
-    for dep in deposits(ctx):
-        if str(dep["id"]) == str(wanted) or norm(dep.get("descricao")) == norm(wanted):
-            return int(dep["id"])
+    found = cached_find(ctx, "deposits", lambda: _all(ctx, "/depositos", "deposits"), lambda deps: next(
+        (int(d["id"]) for d in deps if str(d["id"]) == str(wanted) or norm(d.get("descricao")) == norm(wanted)), None))
+    if found is not None:
+        return found
     names = ", ".join(str(d.get("descricao")) for d in deposits(ctx))
     raise Fatal(f"tenant {ctx.tenant}: Bling has no depósito {wanted!r} (it has: {names})",
                 fix="Correct the store -> depósito mapping (mappings.stores) or the default_deposit option.")
 
 
 def payment_methods(ctx: ConnectorContext) -> list[dict[str, Any]]:
-    return cached(ctx, "payment_methods", lambda: _all(ctx, "/formas-pagamentos"))
+    return cached(ctx, "payment_methods", lambda: _all(ctx, "/formas-pagamentos", "payment_methods"))
+
+
+def _active(method: dict[str, Any]) -> bool:
+    """``situacao`` of a forma de pagamento: 1 Ativa, 0 Inativa (``FormasPagamentosDadosBaseDTO``)."""
+    return str(method.get("situacao", 1)) != "0"
 
 
 def payment_method_id(ctx: ConnectorContext, wanted: str, sale: Sale, index: int) -> int:
-    for method in payment_methods(ctx):
-        if str(method["id"]) == wanted or norm(method.get("descricao")) == norm(wanted):
-            return int(method["id"])
+    """The forma de pagamento given by id or name, an active one first: an inactive one is refused, as a
+    receivable filed under it could not be settled."""
+    def match(methods: list[dict[str, Any]]) -> dict[str, Any] | None:
+        named = [m for m in methods if str(m["id"]) == wanted or norm(m.get("descricao")) == norm(wanted)]
+        return next((m for m in named if _active(m)), named[0] if named else None)
+
+    def load() -> list[dict[str, Any]]:
+        return _all(ctx, "/formas-pagamentos", "payment_methods")
+
+    found = cached_find(ctx, "payment_methods", load, match)
+    if found is not None and not _active(found):
+        forget(ctx, "payment_methods")  # activated in Bling since it was read?
+        found = cached_find(ctx, "payment_methods", load, match)
     route = ctx.route.name if ctx.route else "ROUTE"
+    if found is not None and _active(found):
+        return int(found["id"])
+    if found is not None:
+        raise InvalidRecord(
+            f"tenant {ctx.tenant}, sale {sale.number}: Bling's forma de pagamento {found.get('descricao')!r} "
+            f"(id {found['id']}, mapped from {wanted!r}) is inactive (situacao 0); Bling cannot file the parcelas "
+            "under it", field=f"payments.{index}.method", record=sale.number,
+            fix=f"Activate the forma de pagamento {found.get('descricao')!r} in Bling (Cadastros > Formas de "
+                f"pagamento), or map the POS method to an active one under routes.{route}.mappings.payment_methods; "
+                "then run `hub retry`.")
     names = ", ".join(str(m.get("descricao")) for m in payment_methods(ctx))
     raise InvalidRecord(
         f"tenant {ctx.tenant}, sale {sale.number}: Bling has no forma de pagamento {wanted!r} (it has: {names})",
@@ -278,16 +290,31 @@ def installments(ctx: ConnectorContext, sale: Sale) -> list[dict[str, Any]]:
     return out
 
 
+def discount_percent(item: SaleItem) -> Decimal | None:
+    """``itens[].desconto`` is a percentage ("Valor percentual", ``VendasItemDTO``) off ``quantidade`` x ``valor``,
+    and Bling rounds the line to the cent: the shortest percentage that gives back the line's exact total, so the
+    order's total is the sale's and its ``parcelas`` add up to it."""
+    gross = item.quantity * item.unit_price
+    if not item.discount or not gross:
+        return None
+    exact = item.discount / gross * 100
+    wanted = _cents(item.total)
+    for places in range(2, 11):
+        percent = exact.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+        if _cents(gross * (1 - percent / 100)) == wanted:
+            return percent.normalize()
+    return exact.quantize(Decimal("1e-10"), rounding=ROUND_HALF_UP)
+
+
 def order_body(ctx: ConnectorContext, sale: Sale, situation: int | None) -> dict[str, Any]:
     ids = product_ids(ctx, sale)
     day = local_date(sale.issued_at).isoformat()
     items = []
     for item in sale.items:
-        gross = item.quantity * item.unit_price
-        percent = (item.discount / gross * 100).quantize(Decimal("0.0001")) if gross and item.discount else None
+        percent = discount_percent(item)
         items.append({"produto": {"id": ids[item.sku]}, "codigo": item.sku, "descricao": item.name or item.sku,
                       "unidade": "UN", "quantidade": item.quantity, "valor": item.unit_price,
-                      **({"desconto": percent} if percent else {})})
+                      "valorLista": item.unit_price, **({"desconto": percent} if percent else {})})
     body: dict[str, Any] = {
         "numeroLoja": sale.number, "data": day, "dataSaida": day, "dataPrevista": day,
         "contato": {"id": contact_id(ctx, sale.customer)}, "itens": items, "parcelas": installments(ctx, sale),
@@ -347,16 +374,9 @@ def push_sale(ctx: ConnectorContext, sale: Sale, external_id: str | None) -> Pus
 # --- status transitions -------------------------------------------------------------------------------------
 
 
-def plan(transition: StatusTransition, route: RouteView) -> list[Action] | None:
-    """The route's transition table: each matching rule's actions, with the change they answer."""
-    if route.sink.platform != "bling" or transition.entity != "sales":
-        return None
-    actions = [Action(name=name, params={"from": transition.from_status or "", "to": transition.to_status})
-               for rule in route.transitions
-               if rule.get("from") in ("*", transition.from_status) and norm(rule.get("to")) == norm(
-                   transition.to_status)
-               for name in rule.get("actions", []) if name in ACTIONS]
-    return actions or None
+# The core matches the route's transition table and runs each action through ``perform`` (Bling declares
+# ACTIONS in its Platform); what stays here is the one decision that needs the account: skipping an action that
+# Bling's own transition manager already runs on that change.
 
 
 def account_does(ctx: ConnectorContext, action: str, from_name: str, to_name: str) -> bool:

@@ -31,6 +31,9 @@ _CODES = {"required": 1, "type": 2, "enum": 3, "maxLength": 4, "minLength": 4, "
 _TYPE_NAMES = {"integer": "inteiro", "number": "número", "string": "texto", "boolean": "booleano",
                "object": "objeto", "array": "lista", "null": "nulo"}
 _REQUIRED = re.compile(r"^'(.*)' is a required property$")
+_REQUIRED_UNDEFINED = {"valorLista": {"type": "number"}}
+"""Names a schema requires without defining them that Bling does enforce: ``VendasItemDTO.valorLista``, the
+item's list price (read strictly, the spec requires it on ``POST /pedidos/vendas``)."""
 _INT = re.compile(r"^-?\d+$")
 
 
@@ -128,7 +131,8 @@ class _Converter:
     ``$ref``s are inlined, ``allOf`` of objects is merged (Bling splits one DTO over several parts, with
     ``required`` naming properties of a sibling part), ``nullable`` becomes a ``null`` type, and ``required`` drops
     what a client cannot or need not send: readOnly properties, names the spec requires but never defines
-    (``valorLista``, ``atributos``) and ids described as "Ignorado no método POST" on a POST.
+    (``atributos``; but not ``valorLista``, see ``_REQUIRED_UNDEFINED``) and ids described as "Ignorado no método
+    POST" on a POST.
     """
 
     def __init__(self, method: str, document: dict[str, Any]) -> None:
@@ -167,6 +171,9 @@ class _Converter:
                 out[key] = [self._convert(part) for part in node[key]]
         if "properties" in node or "required" in node:
             out["properties"] = {name: self._convert(sub) for name, sub in node.get("properties", {}).items()}
+            for name in node.get("required", []):
+                if name not in out["properties"] and name in _REQUIRED_UNDEFINED:
+                    out["properties"][name] = dict(_REQUIRED_UNDEFINED[name])
             out["required"] = list(node.get("required", []))
             out["x-optional"] = {name for name, sub in node.get("properties", {}).items() if self._optional(sub)}
         if "allOf" in node:

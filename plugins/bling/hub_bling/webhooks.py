@@ -5,34 +5,51 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
+from typing import Any
 
-from hub.errors import BadSignature, InvalidRecord
-from hub.platform import WebhookEvent
-from hub.sync.context import ConnectorContext
+from hub import ConnectorContext, WebhookEvent
+from hub.errors import BadSignature, ConfigError, InvalidRecord
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 STREAMS = {"product": "products", "stock": "stock", "virtual_stock": "stock", "order": "sales",
            "invoice": "invoices", "consumer_invoice": "invoices", "product_supplier": "products"}
 
 
+class Envelope(BaseModel):
+    """Bling's v1 webhook envelope (developer portal, "Webhooks"), as far as the hub reads it."""
+
+    model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True, populate_by_name=True)
+    event_id: str = Field(alias="eventId", min_length=1, max_length=100)
+    event: str = Field(min_length=1, max_length=64)
+    company_id: str | None = Field(default=None, alias="companyId", max_length=100)
+    data: dict[str, Any] | None = None
+
+
 def parse(ctx: ConnectorContext, headers: dict[str, str], body: bytes) -> list[WebhookEvent]:
+    where = f"Bling webhook for {ctx.tenant}/{ctx.connection}"
     secret = ctx.credentials.get("client_secret", "")
     given = headers.get("x-bling-signature-256", "")
     expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     if not secret or not hmac.compare_digest(given.encode(), expected.encode()):
-        raise BadSignature(f"Bling webhook for {ctx.tenant}/{ctx.connection}: signature does not match")
+        raise BadSignature(f"{where}: signature does not match")
     try:
-        envelope = json.loads(body)
-        event = str(envelope["event"])
-        event_id = str(envelope["eventId"])
-    except (ValueError, KeyError, TypeError):
-        raise InvalidRecord(f"Bling webhook for {ctx.tenant}/{ctx.connection}: not a v1 envelope",
+        envelope = Envelope.model_validate_json(body)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:3])
+        raise InvalidRecord(f"{where}: not a v1 envelope ({problems})",
                             fix="Set the webhook's payload version to v1 in Bling's developer portal.") from None
     company = ctx.credentials.get("company_id")
-    if company and str(envelope.get("companyId")) != company:
-        raise BadSignature(f"Bling webhook for {ctx.tenant}/{ctx.connection}: event of another company")
-    resource = event.split(".", 1)[0]
-    data = envelope.get("data") or {}
-    ref = data.get("id") or (data.get("produto") or {}).get("id")
-    return [WebhookEvent(event_id=event_id, event=event, stream=STREAMS.get(resource),
+    if not company:
+        raise ConfigError(
+            f"{where}: the connection does not know its Bling company yet, so the event's companyId "
+            f"{envelope.company_id} cannot be checked; refused",
+            fix=f"Run `hub auth bling {ctx.tenant}` so the hub reads the account's company (a token renewal reads "
+                f"it too); meanwhile `hub sync {ctx.tenant} ROUTE` picks up the changes.")
+    if envelope.company_id != company:
+        raise BadSignature(f"{where}: event of another company ({envelope.company_id})")
+    resource = envelope.event.split(".", 1)[0]
+    data = envelope.data or {}
+    product = data.get("produto")
+    ref = data.get("id") or (product.get("id") if isinstance(product, dict) else None)
+    return [WebhookEvent(event_id=envelope.event_id, event=envelope.event, stream=STREAMS.get(resource),
                          external_id=str(ref) if ref else None)]

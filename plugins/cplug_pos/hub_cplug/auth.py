@@ -2,7 +2,8 @@
 
 The token answer and the refresh grant are not published (research brief, A.1): both are assumed Laravel
 Passport-style, and any failure of the refresh grant falls back to the password grant, which always works while
-the user's password does.
+the user's password does. That is why the platform is declared ``reauth_unattended``: a rotation whose answer was
+lost is retried at once (the spent refresh token is refused, the password grant answers) instead of pausing.
 """
 
 from __future__ import annotations
@@ -11,9 +12,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+from hub import ConnectorContext, Credentials
 from hub.errors import AuthRevoked, Retriable
-from hub.platform import Credentials
-from hub.sync.context import ConnectorContext
 
 from hub_cplug.client import error_body, raise_for_error, state, where
 
@@ -28,7 +28,7 @@ def _post(ctx: ConnectorContext, body: dict[str, str]) -> httpx.Response:
     except httpx.TransportError as exc:
         raise Retriable(f"cplug POST /oauth/token ({where(ctx)}): {type(exc).__name__}",
                         fix=f"Check that options.base_url (or options.token_url) of connection {ctx.connection} "
-                            "is reachable.") from None
+                            "is reachable.") from exc  # chained: the core tells "never sent" from "answer lost"
     return response
 
 

@@ -7,11 +7,11 @@ as ``Decimal(str(amount))`` so no float ever reaches a record.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from hub import Rejected
 from hub.models import Category, Customer, PaymentMethod, Product, Sale, Seller
-from hub.platform import Rejected
 from pydantic import ValidationError
 
 BRT = timezone(timedelta(hours=-3))
@@ -21,16 +21,53 @@ CHANNEL = "cplug"
 AVAILABLE, UNAVAILABLE = "available", "unavailable"
 
 
+class FieldError(ValueError):
+    """A CPlug field of the wrong shape (a string where a list of objects belongs), named for the quarantine."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+def objects(raw: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """``raw[name]`` as a list of objects (absent is empty); any other shape names the field."""
+    value = raw.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise FieldError(name, f"expected a list of objects, got {_shape(value)}")
+    return value
+
+
+def mapping(raw: dict[str, Any], name: str) -> dict[str, Any]:
+    value = raw.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise FieldError(name, f"expected an object, got {_shape(value)}")
+    return value
+
+
+def _shape(value: Any) -> str:
+    return f"{type(value).__name__} {str(value)[:40]!r}"
+
+
 # --- scalars ------------------------------------------------------------------------------------------------
 
 
-def money(value: Any) -> Decimal | None:
-    """``{"amount": 99.95}`` (or a bare number) as an exact Decimal; None when absent."""
+def money(value: Any) -> Any:
+    """``{"amount": 99.95}`` (or a bare number) as an exact Decimal; None when absent. Anything else is handed on
+    as is, for the canonical model to refuse with the field's name."""
     if isinstance(value, dict):
         value = value.get("amount")
     if value is None or value == "":
         return None
-    return Decimal(str(value))
+    if isinstance(value, bool | dict | list):
+        return value
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        return value
 
 
 def money_json(value: Decimal) -> dict[str, Any]:
@@ -76,11 +113,11 @@ def customer_data(raw: dict[str, Any]) -> dict[str, Any]:
 
     A dict, validated by the caller, so a sale's refusal names ``customer.document`` and not just ``document``."""
     docs: dict[str, str] = {}
-    for doc in raw.get("documents") or []:
+    for doc in objects(raw, "documents"):
         kind, ident = str(doc.get("type", "")).lower(), _digits(doc.get("identify"))
         if ident and kind not in docs:
             docs[kind] = ident
-    contacts = raw.get("contacts") or []
+    contacts = objects(raw, "contacts")
 
     def contact(*kinds: str) -> str | None:
         for kind in kinds:
@@ -89,7 +126,7 @@ def customer_data(raw: dict[str, Any]) -> dict[str, Any]:
                     return _text(c.get("value"))
         return None
 
-    addresses = sorted(raw.get("addresses") or [], key=lambda a: a.get("type") != "default")
+    addresses = sorted(objects(raw, "addresses"), key=lambda a: a.get("type") != "default")
     name = raw.get("company_name") if raw.get("type") == "company" and raw.get("company_name") else raw.get("name")
     return {
         "name": str(name or ""), "document": docs.get("cpf") or docs.get("cnpj"),
@@ -109,7 +146,8 @@ def customer(raw: dict[str, Any]) -> Customer:
 
 def payment_method(raw: dict[str, Any]) -> PaymentMethod:
     code = raw.get("fiscal_code")
-    tpag = f"{int(code):02d}" if isinstance(code, int) or (isinstance(code, str) and code.isdigit()) else None
+    tpag = f"{int(code):02d}" if (isinstance(code, int) and not isinstance(code, bool)) or (
+        isinstance(code, str) and code.isascii() and code.isdigit()) else None
     return PaymentMethod(code=str(raw["id"]), name=str(raw.get("name") or ""), tpag=tpag, active=_active(raw))
 
 
@@ -148,16 +186,19 @@ def _barcode(codes: list[Any], sku: str) -> str | None:
 def product(raw: dict[str, Any], categories: dict[str, dict[str, Any]], units: dict[str, str]) -> Product:
     """``units`` maps unit id -> abbreviation. Only NCM, CEST and origin are read from ``fiscal``."""
     sku = str(raw.get("sku") or "")
-    fiscal = raw.get("fiscal") or {}
-    grid = (raw.get("option_type") or {}).get("type") == "grid"
+    fiscal = mapping(raw, "fiscal")
+    grid = mapping(raw, "option_type").get("type") == "grid"
+    barcodes = raw.get("barcodes") or []
+    if not isinstance(barcodes, list):
+        raise FieldError("barcodes", f"expected a list, got {_shape(barcodes)}")
     return Product.model_validate({
-        "sku": sku, "name": str(raw.get("name") or ""), "gtin": _barcode(list(raw.get("barcodes") or []), sku),
+        "sku": sku, "name": str(raw.get("name") or ""), "gtin": _barcode(barcodes, sku),
         "price": money(raw.get("unitary_value")), "active": _active(raw),
         "unit": units.get(str(raw.get("unit_id")), "UN"),
         "category_path": category_path(categories, raw.get("category_id")),
         "variations": [{"sku": str(v.get("sku") or ""), "gtin": _barcode([v.get("barcode")], str(v.get("sku") or "")),
                         "price": money(v.get("unitary_value")), "attributes": dict(v.get("attributes") or {}),
-                        "active": _active(v)} for v in (raw.get("variations") or [])] if grid else [],
+                        "active": _active(v)} for v in objects(raw, "variations")] if grid else [],
         "fiscal": {"ncm": _text(fiscal.get("ncm")), "cest": _text(fiscal.get("cest")), "origin": fiscal.get("origin")},
     })
 
@@ -189,13 +230,13 @@ def sale(raw: dict[str, Any], *, buyer: dict[str, Any] | None, original_number: 
         "seller": {"external_id": str(raw["seller_id"])} if raw.get("seller_id") is not None else None,
         "items": [{"sku": str(i.get("sku") or ""), "name": _text(i.get("name")), "quantity": _number(i.get("amount")),
                    "unit_price": money(i.get("unitary_value")), "discount": money(i.get("discount")) or Decimal("0")}
-                  for i in raw.get("items") or []],
+                  for i in objects(raw, "items")],
         "discount": money(raw.get("discount")) or Decimal("0"),
         "payments": [{"method": str(p.get("payment_method_id")), "amount": money(p.get("value")),
-                      "installments": int(p.get("installments") or 1)} for p in raw.get("payments") or []],
+                      "installments": p.get("installments") or 1} for p in objects(raw, "payments")],
         "status": str(raw.get("status") or ""),
         "replaces": original_number if raw.get("exchange_of_sale_id") is not None else None,
-        "notes": exchange_note(original_number, raw.get("return_invoice")),
+        "notes": exchange_note(original_number, mapping(raw, "return_invoice") or None),
     })
 
 
@@ -220,8 +261,10 @@ def label(stream: str, raw: dict[str, Any]) -> str:
 
 def failed_field(exc: Exception) -> str | None:
     """The dotted canonical field a mapping error is about."""
+    if isinstance(exc, FieldError):
+        return exc.field
     if isinstance(exc, KeyError):
-        return str(exc.args[0])
+        return str(exc.args[0]) if exc.args else None
     if isinstance(exc, ValidationError) and exc.errors():
         first = exc.errors()[0]
         loc = ".".join(str(part) for part in first["loc"])

@@ -8,16 +8,24 @@ ERP, so it is neither read nor written here, and the ERP's customers are never b
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timedelta
-from decimal import InvalidOperation
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from hub import Credentials, Incoming, Page, Platform, PushResult, Rejected, hookimpl
-from hub.errors import Fatal, InvalidRecord, NotFound
+from hub import (
+    FUTURE_TOLERANCE,
+    ConnectorContext,
+    Credentials,
+    Incoming,
+    Page,
+    Platform,
+    PushResult,
+    Rejected,
+    hookimpl,
+)
+from hub.errors import Fatal, HubError, InvalidRecord, NotFound
 from hub.models import Canonical, Category, Product, Seller
-from hub.sync.context import ConnectorContext
-from pydantic import ValidationError
 
 from hub_cplug import auth, mappers
 from hub_cplug.client import (
@@ -55,7 +63,9 @@ OVERLAP = timedelta(minutes=2)
 is still seen (re-reading a record that did not change costs nothing: its content hash matches)."""
 FALLBACK_CATEGORY = "Sem categoria"
 """CPlug requires a category on every product; one without any is filed here."""
-_MAPPING_ERRORS = (ValidationError, ValueError, KeyError, TypeError, InvalidOperation)
+_MAPPING_ERRORS: tuple[type[Exception], ...] = (Exception,)
+"""Whatever mapping one record raises (a list where an object was expected, a string where a list was) costs that
+record only: it becomes a Rejected, quarantined with its field, and the rest of the page goes on."""
 
 DOCS = """CPlug / ConnectPlug POS, API v3 (https://cplug.redocly.app/openapi.md).
 Reads closed POS sales (cancellations and exchanges included), customers, payment methods, sellers, categories and
@@ -77,6 +87,7 @@ def register_platforms(register: Any) -> None:
         name="cplug", title="CPlug / ConnectPlug POS", pulls=PULLS, pushes=PUSHES, options=CPlugOptions,
         credentials=auth.CREDENTIALS, sandbox=_sandbox, docs=DOCS,
         resync_options=frozenset({"sku_as_barcode"}), demo=str(ROUTES / "bling-demo.yaml"),
+        reauth_unattended=True,
     ))
 
 
@@ -125,7 +136,8 @@ def _pull(ctx: ConnectorContext, stream: str, since: str | None) -> Iterator[Pag
 
     Every page but the last carries the cursor the run started from: CPlug's list order is not promised to follow
     ``updated_at``, so a run that stops half-way must read the whole window again rather than skip the pages it
-    never reached. The last page moves the cursor to the newest ``updated_at`` seen."""
+    never reached. The last page moves the cursor to the newest ``updated_at`` seen that is not in the future: a
+    sale typed in as 2099 still comes through (the core quarantines it) but must not hide every later sale."""
     path, key, _ = RESOURCES[stream]
     state(ctx).patient = True
     start = _since(ctx, since)
@@ -136,12 +148,13 @@ def _pull(ctx: ConnectorContext, stream: str, since: str | None) -> Iterator[Pag
     while True:
         rows, meta = list_page(ctx, path, key, {**params, "page": page})
         records = _map_page(ctx, stream, rows)
+        horizon = datetime.now(UTC) + FUTURE_TOLERANCE
         for row in rows:
             try:
                 stamp = mappers.parse_time(row.get("updated_at"))
             except ValueError:
                 continue
-            if stamp is not None and (newest is None or stamp > newest):
+            if stamp is not None and stamp <= horizon and (newest is None or stamp > newest):
                 newest = stamp
         last = not rows or page >= int(meta.get("last_page") or page)
         cursor = mappers.format_time(newest) if last and newest is not None else since
@@ -196,29 +209,34 @@ def _map_sales(ctx: ConnectorContext, rows: list[dict[str, Any]]) -> list[Incomi
     _prefetch_customers(ctx, {str(r["customer_id"]) for r in rows if r.get("customer_id") is not None})
     out: list[Incoming | Rejected] = []
     for raw in rows:
-        what = mappers.label("sales", raw)
-        buyer = None
-        if raw.get("customer_id") is not None:
-            buyer = st.customers.get(str(raw["customer_id"]))
-            if buyer is None:
-                out.append(Rejected(external_id=str(raw.get("id")), field="customer", raw=raw,
-                                    reason=f"cplug {what}: its customer {raw['customer_id']} is not in CPlug",
-                                    fix=f"Link {what} to an existing customer in CPlug; the next sync picks it up."))
-                continue
-        original = None
-        if raw.get("exchange_of_sale_id") is not None:
-            original = _sale_number(ctx, str(raw["exchange_of_sale_id"]))
-            if original is None:
-                out.append(Rejected(external_id=str(raw.get("id")), field="exchange_of_sale_id", raw=raw,
-                                    reason=f"cplug {what}: the original sale {raw['exchange_of_sale_id']} of this "
-                                           "exchange is not in CPlug",
-                                    fix=f"Check the exchange {what} in CPlug (Vendas); the next sync picks it up."))
-                continue
         try:
-            out.append(_incoming("sales", raw, mappers.sale(raw, buyer=buyer, original_number=original)))
+            out.append(_map_sale(ctx, raw))
         except _MAPPING_ERRORS as exc:
+            if isinstance(exc, HubError) and not isinstance(exc, NotFound | InvalidRecord):
+                raise  # the platform's trouble (a 5xx, a 401), not this record's
             out.append(mappers.rejected("sales", raw, exc))
     return out
+
+
+def _map_sale(ctx: ConnectorContext, raw: dict[str, Any]) -> Incoming | Rejected:
+    st = state(ctx)
+    what = mappers.label("sales", raw)
+    buyer = None
+    if raw.get("customer_id") is not None:
+        buyer = st.customers.get(str(raw["customer_id"]))
+        if buyer is None:
+            return Rejected(external_id=str(raw.get("id")), field="customer", raw=raw,
+                            reason=f"cplug {what}: its customer {raw['customer_id']} is not in CPlug",
+                            fix=f"Link {what} to an existing customer in CPlug; the next sync picks it up.")
+    original = None
+    if raw.get("exchange_of_sale_id") is not None:
+        original = _sale_number(ctx, str(raw["exchange_of_sale_id"]))
+        if original is None:
+            return Rejected(external_id=str(raw.get("id")), field="exchange_of_sale_id", raw=raw,
+                            reason=f"cplug {what}: the original sale {raw['exchange_of_sale_id']} of this "
+                                   "exchange is not in CPlug",
+                            fix=f"Check the exchange {what} in CPlug (Vendas); the next sync picks it up.")
+    return _incoming("sales", raw, mappers.sale(raw, buyer=buyer, original_number=original))
 
 
 def _prefetch_customers(ctx: ConnectorContext, ids: set[str]) -> None:
@@ -239,7 +257,7 @@ def _sale_number(ctx: ConnectorContext, sale_id: str) -> str | None:
     st = state(ctx)
     if sale_id not in st.sale_numbers:
         try:
-            raw = unwrap(request(ctx, "GET", f"{API}/sales/{sale_id}"), "sale")
+            raw = unwrap(request(ctx, "GET", f"{API}/sales/{quote(sale_id, safe='')}"), "sale")
         except NotFound:
             return None
         st.sale_numbers[sale_id] = str(raw.get("number"))
@@ -250,21 +268,27 @@ def _sale_number(ctx: ConnectorContext, sale_id: str) -> str | None:
 
 
 def _category_index(ctx: ConnectorContext, refresh: bool = False) -> dict[str, dict[str, Any]]:
-    """Every live category by id, read once per context."""
+    """Every live category by id: this context's copy of the index the connection's contexts share for
+    ``CATEGORIES_TTL`` seconds (a category created here is added to the shared one)."""
+    from hub_cplug.client import CATEGORIES_TTL, CategoryIndex, shared
+
     st = state(ctx)
     if st.categories is None or refresh:
         path, key, _ = RESOURCES["categories"]
-        st.categories = {str(r["id"]): r for r in list_all(ctx, path, key) if "id" in r}
+        st.categories = CategoryIndex(ctx, shared(
+            ctx, "categories", lambda: {str(r["id"]): r for r in list_all(ctx, path, key) if "id" in r},
+            CATEGORIES_TTL, refresh=refresh))
     return st.categories
 
 
-def _units(ctx: ConnectorContext) -> dict[str, str]:
-    """Unit abbreviation (upper-case) -> id, read once per context (assumed ``GET /api/v3/units``)."""
-    st = state(ctx)
-    if st.units is None:
-        st.units = {str(u.get("abbreviation", "")).upper(): str(u["id"])
-                    for u in list_all(ctx, f"{API}/units", "units") if "id" in u}
-    return st.units
+def _units(ctx: ConnectorContext, need: str | None = None) -> dict[str, str]:
+    """Unit abbreviation (upper-case) -> id (assumed ``GET /api/v3/units``), shared by the connection's contexts
+    for ``UNITS_TTL`` seconds; read again at once when ``need`` is not in it (a unit created in CPlug since)."""
+    from hub_cplug.client import UNITS_TTL, shared
+
+    return shared(ctx, "units", lambda: {str(u.get("abbreviation", "")).upper(): str(u["id"])
+                                         for u in list_all(ctx, f"{API}/units", "units") if "id" in u},
+                  UNITS_TTL, None if need is None else lambda units: need in units)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -292,15 +316,24 @@ def _ensure_category(ctx: ConnectorContext, path: list[str], key: str, *, refres
     parent: str | None = None
     for depth, name in enumerate(path):
         found = _child(index, parent, name)
+        if found is None and not refresh:  # the index is shared for a while: read it again before creating
+            index, refresh = _category_index(ctx, refresh=True), True
+            found = _child(index, parent, name)
         if found is None:
             prefix = " > ".join(path[:depth + 1])
-            response = request(ctx, "POST", RESOURCES["categories"][0],
-                               json=mappers.category_body(name, int(parent) if parent else None),
-                               idempotency_key=idempotency_uuid(key, f"category:{prefix}"),
-                               record=f"category {prefix!r}")
-            raw = unwrap(response, "category")
-            found = str(raw["id"])
-            index[found] = raw
+            # Workers find-or-create the same category (every uncategorized product wants "Sem categoria"):
+            # one at a time, each reading the index again once it holds the lock.
+            with ctx.lock(f"category:{prefix.casefold()}"):
+                index, refresh = _category_index(ctx, refresh=True), True
+                found = _child(index, parent, name)
+                if found is None:
+                    response = request(ctx, "POST", RESOURCES["categories"][0],
+                                       json=mappers.category_body(name, int(parent) if parent else None),
+                                       idempotency_key=idempotency_uuid(key, f"category:{prefix}"),
+                                       record=f"category {prefix!r}")
+                    raw = unwrap(response, "category")
+                    found = str(raw["id"])
+                    index[found] = raw
         parent = found
     assert parent is not None, "a category path is never empty"
     return parent
@@ -313,7 +346,7 @@ def _bound(ctx: ConnectorContext, entity: str, natural_key: str) -> str | None:
 
 
 def _unit_id(ctx: ConnectorContext, unit: str, what: str) -> int:
-    units = _units(ctx)
+    units = _units(ctx, need=unit.strip().upper())
     found = units.get(unit.strip().upper())
     if found is None:
         raise InvalidRecord(f"cplug ({where(ctx)}, {what}): CPlug has no unit {unit!r} "
@@ -444,14 +477,19 @@ def replace_categories(ctx: ConnectorContext, keep_ids: set[str]) -> list[str]:
 
     Seed 002: with the Bling integration, CPlug's categories are replaced by Bling's. Run it after the ERP's
     categories were pushed (``keep_ids`` = their CPlug ids). Deepest first; a category CPlug refuses to delete
-    (still used by a product) is kept and logged with its fix. An empty ``keep_ids`` is refused: it would wipe
+    (still used by a product) is kept and logged with its fix. The hub's own fallback category ("Sem categoria", which
+    products without one are filed under) is kept too; a duplicate of it, left by workers that once created it at the
+    same time, is removed when empty and otherwise left alone. An empty ``keep_ids`` is refused: it would wipe
     every category."""
     if not keep_ids:
         raise Fatal(f"cplug ({where(ctx)}): replace_categories was given no category to keep; nothing was deleted",
                     fix="Push the ERP's categories to CPlug first, then replace with their CPlug ids.")
     index = _category_index(ctx, refresh=True)
     keep: set[str] = set()
-    for cid in keep_ids:
+    fallback = _child(index, None, FALLBACK_CATEGORY)
+    duplicates = {cid for cid, c in index.items() if cid != fallback and not c.get("parent_id")
+                  and _same(c.get("name"), FALLBACK_CATEGORY)}
+    for cid in {*keep_ids, *([fallback] if fallback else [])}:
         current: str | None = str(cid)
         while current and current not in keep:
             keep.add(current)
@@ -470,6 +508,8 @@ def replace_categories(ctx: ConnectorContext, keep_ids: set[str]) -> list[str]:
         except NotFound:
             continue
         except InvalidRecord as exc:
+            if cid in duplicates:
+                continue  # still holds products filed by the hub: harmless, kept
             ctx.log_failure(action, exc.message,
                             f"Move the products of category {index[cid].get('name')!r} to an ERP category, then "
                             "replace again.")

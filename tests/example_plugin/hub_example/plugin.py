@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from hub import Credentials, Incoming, Page, Platform, PushResult, Rejected, hookimpl
+from hub import ConnectorContext, Credentials, Incoming, Page, Platform, PushResult, Rejected, RouteView, hookimpl
 from hub.errors import AuthRevoked, Retriable
 from hub.models import (
     Action,
@@ -24,10 +24,9 @@ from hub.models import (
     SaleItem,
     StatusTransition,
 )
-from hub.sync.context import ConnectorContext, RouteView
 from pydantic import BaseModel, ValidationError
 
-from hub_example.client import raise_for_error, request
+from hub_example.client import pages, raise_for_error, request
 from hub_example.sandbox import LojinhaSandbox
 
 PATHS = {"products": "/products", "categories": "/categories", "customers": "/customers",
@@ -104,15 +103,13 @@ def _customer(raw: dict[str, Any]) -> Customer:
 
 
 def _pull(ctx: ConnectorContext, stream: str, since: str | None) -> Iterator[Page]:
-    size = int(ctx.options.get("page_size", 100))
-    cursor, page = since, 1
-    while True:
-        params: dict[str, Any] = {"page": page, "per_page": size}
-        if since:
-            params["updated_since"] = since
-        body = request(ctx, "GET", PATHS[stream], params=params).json()
+    cursor = since
+    params: dict[str, Any] = {"per_page": int(ctx.options.get("page_size", 100))}
+    if since:
+        params["updated_since"] = since
+    for paged in pages(ctx, PATHS[stream], stream, params):
         records: list[Incoming | Rejected] = []
-        for raw in body["data"]:
+        for raw in paged.records:
             try:
                 records.append(Incoming(external_id=str(raw["id"]), data=_to_canonical(stream, raw),
                                         updated_at=raw.get("atualizado_em")))
@@ -126,9 +123,6 @@ def _pull(ctx: ConnectorContext, stream: str, since: str | None) -> Iterator[Pag
             if stamp and (cursor is None or stamp > cursor):
                 cursor = stamp
         yield Page(records=records, cursor=cursor)
-        if not body["meta"]["has_more"]:
-            return
-        page += 1
 
 
 def _failed_field(exc: Exception) -> str | None:
@@ -234,10 +228,7 @@ def perform_action(ctx: ConnectorContext, action: Action, external_id: str, idem
 
 
 @hookimpl
-def on_status_transition(transition: StatusTransition, route: RouteView) -> list[Action] | None:
-    if route.sink.platform != "lojinha":
-        return None
-    actions = [Action(name=name) for rule in route.transitions
-               if rule.get("from") in ("*", transition.from_status) and rule.get("to") == transition.to_status
-               for name in rule["actions"]]
-    return actions or None
+def on_status_transition(transition: StatusTransition, route: RouteView, actions: list[Action]) -> list[Action] | None:
+    """The core already runs ``actions``, the route's matching rules (lojinha declares them in its Platform); a
+    plugin answers only with actions of its own beyond the route's, and lojinha has none."""
+    return None

@@ -6,17 +6,17 @@ state happens under one ``threading.Lock`` (never held across an ``await``).
 
 from __future__ import annotations
 
-import asyncio
-import secrets
-import threading
-import time
-from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qs
 
+from hub.sandbox import SandboxBase
+from hub.sandbox.documents import cpf, ean13, wrong_check_digit
+from hub.sandbox.idempotency import IdempotencyStore
+from hub.sandbox.oauth import ClientCredentials, OAuthError, TokenStore, WallClock
+from hub.sandbox.ratelimit import Limits, Rule, Window
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -46,22 +46,6 @@ MAX_PER_PAGE = 100
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def ean13(first12: str) -> str:
-    """Append the EAN-13 check digit (weights 1,3 from the left)."""
-    total = sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(first12))
-    return first12 + str((10 - total % 10) % 10)
-
-
-def cpf(first9: str) -> str:
-    """Append both CPF check digits (mod 11)."""
-    digits = [int(d) for d in first9]
-    for weight in (10, 11):
-        total = sum(d * (weight - i) for i, d in enumerate(digits))
-        rest = total * 10 % 11
-        digits.append(0 if rest == 10 else rest)
-    return "".join(map(str, digits))
-
-
 def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
     headers = {"Retry-After": "1"} if status == 429 else None
     return JSONResponse({"error": {"code": code, "message": message, **extra}}, status_code=status, headers=headers)
@@ -83,26 +67,22 @@ def _decimal(value: Any) -> Decimal | None:
     return result if result.is_finite() and result >= 0 else None
 
 
-class LojinhaSandbox:
+class LojinhaSandbox(SandboxBase):
     """The fictional lojinha shop platform: OAuth client credentials, paged lists, idempotent creates, faults."""
 
-    def __init__(self, token_ttl_seconds: float = 3600, rate_per_second: float | None = None,
-                 fault_delay: float = 2.0) -> None:
-        self.token_ttl_seconds = token_ttl_seconds
-        self.rate_per_second = rate_per_second
-        self.fault_delay = fault_delay
+    streams = tuple(STREAMS)
+
+    def __init__(self, **settings: Any) -> None:
+        super().__init__(**settings)
         self.client_id, self.client_secret = "demo", "demo-secret"
-        self.requests = 0
         self.created: dict[str, int] = dict.fromkeys(STREAMS, 0)
-        self._lock = threading.Lock()
         self._data: dict[str, dict[str, dict[str, Any]]] = {r: {} for r in STREAMS.values()}
-        self._idempotent: dict[tuple[str, str], str] = {}
-        self._action_keys: set[tuple[str, str]] = set()
-        self._tokens: dict[str, float] = {}
-        self._faults: deque[str] = deque()
-        self._repeat_armed = 0
+        self._idempotent: IdempotencyStore[str] = IdempotencyStore()
+        self._action_keys: IdempotencyStore[bool] = IdempotencyStore()
+        self.tokens = TokenStore(WallClock(), access_ttl=self.settings.token_ttl_seconds)
+        self._client = ClientCredentials(self.tokens, self.client_id, self.client_secret)
+        self._limits = Limits(self._rules)
         self._last_page: dict[str, dict[str, Any]] = {}
-        self._window: deque[float] = deque()
         self._next_id = 1000
         self._serial = 0
         self._last_stamp = datetime.min.replace(tzinfo=UTC)
@@ -121,28 +101,45 @@ class LojinhaSandbox:
 
     def seed(self, stream: str, count: int) -> list[str]:
         resource = self._resource(stream)
-        with self._lock:
+        with self.lock:
             return [self._insert(resource, self._synthetic(resource)) for _ in range(count)
                     if resource != "payment-methods" or self._free_payment_method()]
 
     def seed_invalid(self, stream: str) -> str:
         """One record the API accepts but the canonical model refuses (the quarantine path)."""
         resource = self._resource(stream)
-        with self._lock:
+        with self.lock:
             record = self._synthetic(resource)
             if resource == "products":
-                record["ean"] = record["ean"][:-1] + str((int(record["ean"][-1]) + 1) % 10)
+                record["ean"] = wrong_check_digit(record["ean"])
             elif resource == "customers":
-                record["documento"] = record["documento"][:-1] + str((int(record["documento"][-1]) + 1) % 10)
+                record["documento"] = wrong_check_digit(record["documento"])
             elif resource == "orders":
                 record["pagamentos"][0]["valor"] = "0.01"
             else:
                 raise ValueError(f"seed_invalid does not support {stream!r}")
             return self._insert(resource, record)
 
+    def seed_future(self, stream: str) -> str:
+        """One synthetic record stamped in 2099, as a device with a wrong clock would save it; return its id."""
+        resource = self._resource(stream)
+        with self.lock:
+            record_id = self._insert(resource, self._synthetic(resource))
+            self._data[resource][record_id]["atualizado_em"] = "2099-01-01T00:00:00.000000Z"
+            return record_id
+
+    def age(self, stream: str, seconds: float) -> None:
+        """Move every record of ``stream`` ``seconds`` into the past, as if it had not changed for that long (the
+        conformance kit's cursor check: nothing is older than a moved cursor's re-read window)."""
+        resource = self._resource(stream)
+        with self.lock:
+            for record in self._data[resource].values():
+                moment = datetime.fromisoformat(record["atualizado_em"]) - timedelta(seconds=seconds)
+                record["atualizado_em"] = moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
     def touch(self, stream: str, external_id: str) -> None:
         resource = self._resource(stream)
-        with self._lock:
+        with self.lock:
             record = self._data[resource][external_id]
             self._serial += 1
             if resource == "orders":
@@ -165,30 +162,22 @@ class LojinhaSandbox:
             self.touch(stream, record_id)
         return ids
 
-    def summary(self) -> dict[str, int]:
-        """How many records each stream holds (printed by `hub demo` before and after)."""
-        with self._lock:
-            return {stream: len(self._data[resource]) for stream, resource in STREAMS.items()}
-
     def records(self, stream: str) -> list[dict[str, Any]]:
         resource = self._resource(stream)
-        with self._lock:
+        with self.lock:
             return [_copy(r) for r in self._sorted(resource)]
 
     def create(self, stream: str, data: dict[str, Any]) -> str:
         """Insert ``data`` as is (no validation), as if a user typed it into the platform."""
         resource = self._resource(stream)
-        with self._lock:
+        with self.lock:
             return self._insert(resource, _copy(data))
 
-    def inject_fault(self, kind: str, times: int = 1) -> None:
-        if kind not in ("500", "timeout", "429", "401", "repeat_page", "slow"):
-            raise ValueError(f"unknown fault {kind!r}")
-        with self._lock:
-            if kind == "repeat_page":
-                self._repeat_armed += times
-            else:
-                self._faults.extend([kind] * times)
+    def _rules(self, key: Hashable) -> Sequence[Rule]:
+        return [Window(self.settings.rate_per_second)]
+
+    def limits_changed(self) -> None:
+        self._limits.reset()
 
     # --- state helpers (call with the lock held) ---------------------------------------------------------
 
@@ -269,44 +258,42 @@ class LojinhaSandbox:
 
     async def _token(self, request: Request) -> Response:
         form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
-        if form.get("grant_type") != "client_credentials":
-            return _error(400, "unsupported_grant_type", "grant_type must be client_credentials")
-        if form.get("client_id") != self.client_id or form.get("client_secret") != self.client_secret:
-            return _error(401, "invalid_client", "unknown client_id or wrong client_secret")
-        token = secrets.token_urlsafe(24)
-        with self._lock:
-            self._tokens[token] = time.monotonic() + self.token_ttl_seconds
-        return JSONResponse({"access_token": token, "token_type": "bearer", "expires_in": int(self.token_ttl_seconds)})
+        with self.lock:
+            self.counters.token_calls += 1
+            try:
+                issued = self._client.grant(form)
+            except OAuthError as error:
+                message = "unknown client_id or wrong client_secret" if error.status == 401 else error.description
+                return _error(error.status, error.error, message)
+        return JSONResponse({"access_token": issued.access_token, "token_type": "bearer",
+                             "expires_in": issued.expires_in})
 
     def _api(self, handler: Handler) -> Handler:
         """Wrap an API endpoint with the counters, faults, bearer check and rate limit, in that order."""
 
         async def gated(request: Request) -> Response:
-            with self._lock:
-                self.requests += 1
-                fault = self._faults.popleft() if self._faults else None
+            with self.lock:
+                self.counters.requests += 1
+                fault = self.faults.next(request.method)
                 if fault == "401":
-                    self._tokens.clear()
+                    self.tokens.drop_access()
             if fault == "500":
                 return _error(500, "internal", "injected internal error")
             if fault == "429":
                 return _error(429, "rate_limited", "injected rate limit", retry_after=1)
-            if fault in ("timeout", "slow"):
-                await asyncio.sleep(self.fault_delay if fault == "timeout" else 0.2)
+            await self.delay(fault)
             scheme, _, token = request.headers.get("authorization", "").partition(" ")
-            now = time.monotonic()
-            with self._lock:
-                expiry = self._tokens.get(token) if scheme.lower() == "bearer" else None
-                if expiry is None or expiry <= now:
+            with self.lock:
+                if scheme.lower() != "bearer" or self.tokens.check(token) is not None:
                     return _error(401, "invalid_token", "missing, unknown or expired access token")
-                if self.rate_per_second is not None:
-                    while self._window and self._window[0] <= now - 1.0:
-                        self._window.popleft()
-                    if len(self._window) >= self.rate_per_second:
-                        return _error(429, "rate_limited", f"more than {self.rate_per_second} requests per second",
-                                      retry_after=1)
-                    self._window.append(now)
-            return await handler(request)
+                if self._limits.take(self.tokens.clock.time()) is not None:
+                    self.counters.throttled += 1
+                    return _error(429, "rate_limited",
+                                  f"more than {self.settings.rate_per_second} requests per second", retry_after=1)
+            response = await handler(request)
+            if fault == "timeout-after-write":
+                await self.answer_late()
+            return response
 
         return gated
 
@@ -322,15 +309,16 @@ class LojinhaSandbox:
         if not isinstance(body, dict):
             return _invalid([("(body)", "expected a JSON object")])
         key = request.headers.get("idempotency-key")
-        with self._lock:
-            if key and (resource, key) in self._idempotent:
-                return JSONResponse(_copy(self._data[resource][self._idempotent[(resource, key)]]), status_code=200)
+        with self.lock:
+            replayed = self._idempotent.replay((resource, key)) if key else None
+            if replayed is not None:
+                return JSONResponse(_copy(self._data[resource][replayed]), status_code=200)
             record, problem = self._validated(resource, body, None)
             if problem is not None:
                 return problem
             record_id = self._insert(resource, record)
             if key:
-                self._idempotent[(resource, key)] = record_id
+                self._idempotent.remember((resource, key), record_id)
             return JSONResponse(_copy(record), status_code=201)
 
     async def _item(self, request: Request) -> Response:
@@ -338,7 +326,7 @@ class LojinhaSandbox:
         if resource not in self._data:
             return _error(404, "not_found", f"no resource /{resource}")
         body = await _json(request) if request.method == "PUT" else None
-        with self._lock:
+        with self.lock:
             current = self._data[resource].get(record_id)
             if current is None:
                 return _error(404, "not_found", f"{resource} {record_id} does not exist")
@@ -360,17 +348,17 @@ class LojinhaSandbox:
     async def _action(self, request: Request) -> Response:
         order_id, name = request.path_params["id"], request.path_params["name"]
         key = request.headers.get("idempotency-key")
-        with self._lock:
+        with self.lock:
             order = self._data["orders"].get(order_id)
             if order is None:
                 return _error(404, "not_found", f"order {order_id} does not exist")
             if name not in ACTIONS:
                 return _invalid([("name", f"unknown action {name!r} (known: {', '.join(sorted(ACTIONS))})")])
-            if key is None or (order_id, key) not in self._action_keys:
+            if key is None or self._action_keys.replay((order_id, key)) is None:
                 order["actions"].append(name)
                 order["atualizado_em"] = self._stamp()
                 if key is not None:
-                    self._action_keys.add((order_id, key))
+                    self._action_keys.remember((order_id, key), True)
             return JSONResponse(_copy(order))
 
     def _list(self, resource: str, request: Request) -> Response:
@@ -384,9 +372,9 @@ class LojinhaSandbox:
         if page < 1 or not 1 <= per_page <= MAX_PER_PAGE:
             return _invalid([("per_page" if page >= 1 else "page",
                               f"page must be >= 1 and per_page between 1 and {MAX_PER_PAGE}")])
-        with self._lock:
-            if self._repeat_armed and resource in self._last_page:
-                self._repeat_armed -= 1
+        with self.lock:
+            if self.faults.repeat_armed and resource in self._last_page:
+                self.faults.take_repeat()
                 return JSONResponse(self._last_page[resource])
             rows = self._sorted(resource)
             if since_ts is not None:

@@ -1,13 +1,13 @@
 """The ASGI app: OAuth endpoints, then one gate in front of every API route.
 
 The gate does, in order: count and log the request, refuse blocked IPs, play injected faults, check the bearer
-token, apply the account's rate limits (per second, sliding; per local day), dispatch, and count errors toward an
-IP block. Sleeps happen outside the lock; everything else inside it, one request at a time.
+token, apply the account's rate limits (per second, sliding; per local day: the box's :class:`Limits`), dispatch,
+and count errors toward an IP block. Sleeps happen outside the lock; everything else inside it, one request at a
+time.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sys
@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 ERROR_WINDOW = 10.0
 ERRORS_BEFORE_BLOCK = 300
 ERROR_BLOCK_SECONDS = 600.0
-SLOW_SECONDS = 0.2
 LIST_TEMPLATES = frozenset({"/produtos", "/contatos", "/categorias/produtos", "/depositos", "/vendedores",
                             "/formas-pagamentos", "/pedidos/vendas", "/nfe"})
 """Paged lists: the ``repeat_page`` fault answers the next page of a listing (same filters) with the page it sent
@@ -75,9 +74,10 @@ class Router:
                        "O recurso requisitado não foi encontrado.")
 
 
-def too_many(st: State, period: str) -> Response:
-    st.throttled += 1
-    limit: Any = st.daily_limit if period == "day" else (st.rate_per_second or 3)
+def too_many(box: BlingSandbox, period: str) -> Response:
+    """Bling's 429 body: which limit (``second`` or ``day``) and its value."""
+    box.counters.throttled += 1
+    limit: Any = box.settings.daily_limit if period == "day" else (box.settings.rate_per_second or 3)
     if isinstance(limit, float) and limit.is_integer():
         limit = int(limit)
     description = ("O limite de requisições por dia foi atingido, tente novamente mais tarde." if period == "day"
@@ -94,31 +94,19 @@ def _note_error(st: State, now: float) -> None:
         st.blocked_until = max(st.blocked_until, now + ERROR_BLOCK_SECONDS)
 
 
-def _authorize(st: State, header: str, now: float) -> Response | None:
+def _authorize(st: State, header: str) -> Response | None:
     scheme, _, token = header.partition(" ")
-    found = st.access.get(token.strip()) if scheme.lower() == "bearer" else None
-    if found is None or not found.grant.alive:
+    problem = st.tokens.check(token.strip()) if scheme.lower() == "bearer" else "invalid"
+    if problem == "invalid":
         return ApiError(401, "invalid_token", "invalid_token", "The access token provided is invalid").response()
-    if found.expires_at <= now:
+    if problem == "expired":
         return ApiError(401, "invalid_token", "invalid_token", "The access token provided has expired").response()
     return None
 
 
-def _throttle(st: State, now: float) -> Response | None:
-    if st.rate_per_second is not None:
-        while st.window and st.window[0] <= now - 1.0:
-            st.window.popleft()
-        if len(st.window) >= st.rate_per_second:
-            return too_many(st, "second")
-    day = st.clock.today().isoformat()
-    if st.day != day:
-        st.day, st.day_count = day, 0
-    if st.daily_limit is not None and st.day_count >= st.daily_limit:
-        return too_many(st, "day")
-    if st.rate_per_second is not None:
-        st.window.append(now)
-    st.day_count += 1
-    return None
+def _throttle(box: BlingSandbox, now: float) -> Response | None:
+    throttled = box.limits.take(now)
+    return None if throttled is None else too_many(box, throttled.rule.name)
 
 
 def _parse(raw: bytes) -> Any:
@@ -136,18 +124,17 @@ def build_app(box: BlingSandbox) -> Starlette:
 
     def dispatch(method: str, path: str, pairs: list[tuple[str, str]], body: Any, auth: str,
                  fault: str | None) -> Response:
-        now = st.clock.time()
         if fault == "401":
-            st.access.clear()
-        denied = _authorize(st, auth, now) or _throttle(st, now)
+            st.tokens.drop_access()
+        denied = _authorize(st, auth) or _throttle(box, st.clock.time())
         if denied is not None:
             return denied
         try:
             handler, params, template = router.find(method, path)
             query = Query(pairs, spec.namespace(template))
             listing = (template, query.key("pagina")) if method == "GET" and template in LIST_TEMPLATES else None
-            if listing is not None and st.repeat_armed and listing in st.last_page:
-                st.repeat_armed -= 1
+            if listing is not None and box.faults.repeat_armed and listing in st.last_page:
+                box.faults.take_repeat()
                 return Response(st.last_page[listing], media_type="application/json")
             response = handler(st, Call(method, path, params, query, body, template))
             if listing is not None and response.status_code == 200:
@@ -165,42 +152,35 @@ def build_app(box: BlingSandbox) -> Starlette:
         body = _parse(await request.body())
         pairs = request.query_params.multi_items()
         method = request.method
-        late = False
         with st.lock:
             now = st.clock.time()
-            st.requests += 1
+            st.counters.requests += 1
             headers = dict(request.headers)
             if "authorization" in headers:  # one copy of a 1.5 kB JWT, not one per logged request
                 headers["authorization"] = sys.intern(headers["authorization"])
-            st.request_log.append({"method": method, "path": path, "query": list(pairs), "body": body,
+            st.counters.log.append({"method": method, "path": path, "query": list(pairs), "body": body,
                                    "headers": headers})
             if now < st.blocked_until:
                 return oauth.blocked_response()
-            fault = st.faults.popleft() if st.faults else box.random_fault()
-            if method == "POST" and st.write_timeouts:
-                st.write_timeouts -= 1
-                late = True
+            fault = box.faults.next(method)
             if fault == "500":
                 _note_error(st, now)
                 return ApiError(500, "SERVER_ERROR", "Erro interno do servidor",
                                 "Ocorreu um erro inesperado; tente novamente mais tarde.").response()
             if fault in ("429", "429-day"):
                 _note_error(st, now)
-                return too_many(st, "day" if fault == "429-day" else "second")
-        if fault == "timeout":
-            await asyncio.sleep(box.fault_delay)
-        elif fault == "slow":
-            await asyncio.sleep(SLOW_SECONDS)
+                return too_many(box, "day" if fault == "429-day" else "second")
+        await box.delay(fault)
         with st.lock:
             response = dispatch(method, path, pairs, body, request.headers.get("authorization", ""), fault)
             if response.status_code >= 400:
                 _note_error(st, st.clock.time())
-        if late:
-            await asyncio.sleep(box.fault_delay)
+        if fault == "timeout-after-write":
+            await box.answer_late()
         return response
 
     async def token(request: Request) -> Response:
-        return await oauth.token_endpoint(st, request)
+        return await oauth.token_endpoint(st, request, box.fault_delay)
 
     async def authorize(request: Request) -> Response:
         return await oauth.authorize_endpoint(st, request)

@@ -7,41 +7,67 @@ lock. Webhooks are built under the lock and posted after it is released.
 from __future__ import annotations
 
 import copy
-import random
-import secrets
-from typing import Any
+from typing import Any, ClassVar
+
+from hub.sandbox import FAULTS as COMMON_FAULTS
+from hub.sandbox import SandboxBase, SandboxSettings
+from hub.sandbox.documents import cnpj
+from hub.sandbox.ratelimit import DailyQuota, Limits, Window
 
 from . import catalog, nfe, oauth, orders, seed, webhooks
 from .app import build_app
 from .catalog import deep_merge
 from .common import Clock, money
 from .parties import insert_contact, seller_view
-from .state import ACOES, SITUACOES, SaleMeta, State, Token
+from .state import ACOES, SITUACOES, SaleMeta, State
 
-FAULTS = ("500", "timeout", "slow", "429", "429-day", "401", "repeat_page", "timeout-after-write")
-RANDOM_FAULTS = ("500", "timeout", "slow", "429", "401")
+FAULTS = (*COMMON_FAULTS, "429-day", *oauth.TOKEN_FAULTS)
+"""The common faults, Bling's daily-quota 429, and the token call's faults (:data:`oauth.TOKEN_FAULTS`)."""
+RANDOM_FAULTS = ("500", "timeout", "slow", "429", "429-day", "401", "repeat_page", "timeout-after-write")
 SEEDERS = {"products": seed.products, "categories": seed.categories, "customers": seed.customers,
            "sellers": seed.sellers, "payment_methods": seed.payment_methods, "stock": seed.stock,
            "sales": seed.sales}
 RECORD_STREAMS = (*SEEDERS, "nfe", "stock_movements", "accounts", "deposits", "situacoes")
 
 
-class BlingSandbox:
+class BlingSettings(SandboxSettings):
+    """Bling's published limits: 3 requests a second and 120,000 a day per account; 6 h access tokens."""
+
+    rate_per_second: float | None = 3
+    daily_limit: int | None = 120000
+    token_ttl_seconds: float = 21600
+    refresh_ttl_seconds: float = 30 * 86400
+    code_ttl_seconds: float = 60
+    refresh_grace_seconds: float = 0.0
+    """How long a spent refresh token still returns the pair it was exchanged for (0: never)."""
+    nfe_delay_seconds: float = 0.5
+    account_seed: int = 1
+    """Ids, client credentials and company differ per seed: two sandboxes never share ids."""
+
+    limit_fields: ClassVar[tuple[str, ...]] = ("rate_per_second", "daily_limit")
+
+
+class BlingSandbox(SandboxBase):
     """One Bling account behind ``/Api/v3``: OAuth with rotating refresh tokens, Bling's rate limits and IP
     blocks, the spec's list defaults, sales orders with stock/accounts actions, NF-e and signed webhooks."""
 
-    def __init__(self, *, token_ttl_seconds: float = 21600, refresh_ttl_seconds: float = 30 * 86400,
-                 code_ttl_seconds: float = 60, rate_per_second: float | None = 3, daily_limit: int | None = 120000,
-                 nfe_delay_seconds: float = 0.5, fault_delay: float = 2.0, account_seed: int = 1) -> None:
+    Settings = BlingSettings
+    streams = (*SEEDERS,)
+    fault_kinds = FAULTS
+    random_fault_kinds = RANDOM_FAULTS
+    settings: BlingSettings
+
+    def __init__(self, **settings: Any) -> None:
+        super().__init__(**settings)
+        s = self.settings
         self.clock = Clock()
-        self.state = st = State(account_seed, self.clock)
-        st.token_ttl, st.refresh_ttl, st.code_ttl = token_ttl_seconds, refresh_ttl_seconds, code_ttl_seconds
-        st.rate_per_second, st.daily_limit = rate_per_second, daily_limit
-        st.nfe_delay_seconds = nfe_delay_seconds
-        self.fault_delay = fault_delay
-        self.fault_rate = 0.0
-        self.fault_kinds: tuple[str, ...] = ()
-        self._fault_rng = random.Random(0)
+        self.state = st = State(s.account_seed, self.clock, self.lock, self.counters)
+        st.tokens.access_ttl, st.tokens.refresh_ttl = s.token_ttl_seconds, s.refresh_ttl_seconds
+        st.tokens.code_ttl, st.tokens.grace = s.code_ttl_seconds, s.refresh_grace_seconds
+        st.nfe_delay_seconds = s.nfe_delay_seconds
+        self._second = Window(s.rate_per_second, name="second")
+        self._day = DailyQuota(s.daily_limit, lambda: self.clock.today().isoformat(), name="day")
+        self.limits = Limits(lambda _key: (self._second, self._day))
         self.webhook_url: str | None = None
         self.webhook_log: list[dict[str, Any]] = []
         self._bootstrap()
@@ -51,7 +77,7 @@ class BlingSandbox:
         """What every account has from day one: depósitos, Consumidor Final, the sales situações."""
         st = self.state
         st.module_id = 98_000 + st.seed * 17
-        st.company_cnpj = seed.format_cnpj(seed.cnpj_digits(f"{10_000_000 + st.seed * 7919 % 89_999_999:08d}0001"))
+        st.company_cnpj = seed.format_cnpj(cnpj(f"{10_000_000 + st.seed * 7919 % 89_999_999:08d}0001"))
         for name, default in (("Geral", True), ("Loja Centro", False), ("Loja Shopping", False)):
             did = st.new_id()
             st.deposits[did] = {"id": did, "descricao": name, "situacao": 1, "padrao": default,
@@ -72,9 +98,8 @@ class BlingSandbox:
         """Options and credentials as if the merchant had already authorized the app (a fresh grant)."""
         st = self.state
         with st.lock:
-            refresh = secrets.token_hex(20)
-            st.refresh[refresh] = Token(oauth.new_grant(st), st.clock.time() + st.refresh_ttl)
-        rate = st.rate_per_second if st.rate_per_second is not None else 1000
+            refresh = st.tokens.refresh_token()
+        rate = self.rate_per_second if self.rate_per_second is not None else 1000
         return {"options": {"base_url": base_url.rstrip("/") + "/Api/v3", "rate_per_second": rate},
                 "credentials": {"client_id": st.client_id, "client_secret": st.client_secret,
                                 "refresh_token": refresh}}
@@ -133,6 +158,23 @@ class BlingSandbox:
             st.changed()
         if event is not None and self.webhook_url:
             self.send_webhook(*event)
+
+    def age(self, stream: str, seconds: float) -> None:
+        """Move the ``dataAlteracao`` of every record of ``stream`` ``seconds`` into the past (the conformance kit's
+        cursor check)."""
+        from datetime import datetime, timedelta
+
+        from .common import STAMP
+
+        st = self.state
+        metas: dict[str, dict[int, Any]] = {"products": st.pmeta, "customers": st.cmeta, "sellers": st.smeta,
+                                            "sales": st.ometa}
+        if stream not in metas:
+            raise ValueError(f"bling sandbox cannot age {stream!r} (streams: {', '.join(metas)})")
+        with st.lock:
+            for meta in metas[stream].values():
+                meta.changed = (datetime.strptime(meta.changed, STAMP) - timedelta(seconds=seconds)).strftime(STAMP)
+            st.changed()
 
     def records(self, stream: str) -> list[dict[str, Any]]:
         """What the API would show, as independent copies: ``products`` (one per product, as ``GET /produtos/{id}``
@@ -224,33 +266,22 @@ class BlingSandbox:
                 **{f"stock {name}": round(q, 2) for name, q in on_hand.items()},
                 "stock movements": len(self.records("stock_movements")), "receivables": len(self.records("accounts"))}
 
-    def inject_fault(self, kind: str, times: int = 1) -> None:
-        if kind not in FAULTS:
-            raise ValueError(f"unknown fault {kind!r} (known: {', '.join(FAULTS)})")
-        st = self.state
-        with st.lock:
-            if kind == "repeat_page":
-                st.repeat_armed += times
-            elif kind == "timeout-after-write":
-                st.write_timeouts += times
+    def inject_fault(self, kind: str, times: int = 1, *, method: str | None = None) -> None:
+        """Queue ``kind`` for the next requests; ``timeout-after-write`` waits for the next POST, the token faults
+        for the next ``/oauth/token`` calls."""
+        with self.lock:
+            self.faults.check(kind)
+            if kind in oauth.TOKEN_FAULTS:
+                self.state.token_faults.extend([kind] * times)
             else:
-                st.faults.extend([kind] * times)
+                write = "POST" if kind == "timeout-after-write" else None
+                self.faults.inject(kind, times, method=method or write)
 
-    def set_fault_rate(self, rate: float, kinds: tuple[str, ...] = ("500", "timeout", "429"), seed: int = 0) -> None:
-        """Fail a random ``rate`` of the API requests (0 stops it) with one of ``kinds``, drawn from a generator
-        seeded with ``seed``; faults queued by :meth:`inject_fault` go first. The OAuth endpoints are spared."""
-        unknown = [k for k in kinds if k not in RANDOM_FAULTS]
-        if not 0 <= rate <= 1 or unknown or (rate and not kinds):
-            raise ValueError(f"fault rate {rate} with kinds {kinds}: the rate goes from 0 to 1 and the kinds are "
-                             f"{', '.join(RANDOM_FAULTS)}")
-        with self.state.lock:
-            self.fault_rate, self.fault_kinds, self._fault_rng = rate, tuple(kinds), random.Random(seed)
-
-    def random_fault(self) -> str | None:
-        """The fault of the request being gated, if the random rate picks one (call with the lock held)."""
-        if self.fault_rate and self._fault_rng.random() < self.fault_rate:
-            return self._fault_rng.choice(self.fault_kinds)
-        return None
+    def limits_changed(self) -> None:
+        s = self.settings
+        self._second.limit, self._day.limit = s.rate_per_second, s.daily_limit
+        self._second.reset()
+        self.state.tokens.grace = s.refresh_grace_seconds
 
     # --- OAuth and limits -------------------------------------------------------------------------------
 
@@ -263,29 +294,22 @@ class BlingSandbox:
     def revoke_all(self) -> None:
         """Every access and refresh token dies (the merchant uninstalled the app): only a new authorization helps."""
         with self.state.lock:
-            for grant in self.state.grants:
-                grant.alive = False
-            self.state.access.clear()
+            self.state.tokens.revoke_all()
 
     def expire_access_tokens(self) -> None:
         with self.state.lock:
-            now = self.clock.time()
-            for token in self.state.access.values():
-                token.expires_at = min(token.expires_at, now)
+            self.state.tokens.expire_access()
 
     def set_rate(self, per_second: float | None) -> None:
-        with self.state.lock:
-            self.state.rate_per_second = per_second
-            self.state.window.clear()
+        self.update_settings(rate_per_second=per_second)
 
     def set_daily_limit(self, limit: int | None) -> None:
-        with self.state.lock:
-            self.state.daily_limit = limit
+        self.update_settings(daily_limit=limit)
 
     def advance(self, seconds: float) -> None:
         """Move the sandbox clock (token and code expiry, IP blocks, the daily count, NF-e authorization)."""
         with self.state.lock:
-            self.clock.offset += seconds
+            self.clock.advance(seconds)
             self.state.changed()
 
     # --- account configuration --------------------------------------------------------------------------
@@ -402,25 +426,18 @@ class BlingSandbox:
         self.state.nfe_delay_seconds = value
 
     @property
+    def refresh_grace_seconds(self) -> float:
+        """How long a spent refresh token still returns the pair it was exchanged for (0, the default: never)."""
+        return self.settings.refresh_grace_seconds
+
+    @refresh_grace_seconds.setter
+    def refresh_grace_seconds(self, value: float) -> None:
+        self.update_settings(refresh_grace_seconds=value)
+
+    @property
     def rate_per_second(self) -> float | None:
-        return self.state.rate_per_second
+        return self.settings.rate_per_second
 
     @property
     def daily_limit(self) -> int | None:
-        return self.state.daily_limit
-
-    @property
-    def token_calls(self) -> int:
-        return self.state.token_calls
-
-    @property
-    def requests(self) -> int:
-        return self.state.requests
-
-    @property
-    def throttled(self) -> int:
-        return self.state.throttled
-
-    @property
-    def request_log(self) -> list[dict[str, Any]]:
-        return self.state.request_log
+        return self.settings.daily_limit

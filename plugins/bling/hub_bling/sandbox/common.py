@@ -6,12 +6,12 @@ stored dicts without copying them.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from hub.sandbox.oauth import WallClock
 from starlette.responses import JSONResponse, Response
 
 if TYPE_CHECKING:
@@ -196,13 +196,9 @@ def page_of(rows: Sequence[T], pagina: int, limite: int) -> Sequence[T]:
 
 
 @dataclass
-class Clock:
-    """The sandbox's notion of now: real time plus an offset that ``advance()`` moves (token expiry, blocks, days)."""
-
-    offset: float = 0.0
-
-    def time(self) -> float:
-        return time.time() + self.offset
+class Clock(WallClock):
+    """The sandbox's notion of now: real time plus an offset that ``advance()`` moves (token expiry, blocks, days),
+    read as Bling's local time."""
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.time(), LOCAL)

@@ -1,7 +1,11 @@
-"""NF-e: generated from an order, sent to a make-believe SEFAZ, authorized after ``nfe_delay_seconds``.
+"""NF-e: generated from an order, sent to a make-believe SEFAZ, settled after ``nfe_delay_seconds``.
 
-Authorization is evaluated lazily (whenever a note is read), so there are no timers: a note sent at ``t`` reads
-as situação 8 (Aguardando protocolo) before ``t + delay`` and 5 (Autorizada) after, on the sandbox clock.
+The situações are those of ``/nfe`` as Bling documents them: 1 Pendente, 2 Cancelada, 3 Aguardando recibo,
+4 Rejeitada, 5 Autorizada, 6 Emitida DANFE, 7 Registrada, 8 Aguardando protocolo, 9 Denegada, 10 Consulta
+situação, 11 Bloqueada. They are evaluated lazily (whenever a note is read), so there are no timers: a note sent at
+``t`` stays 1 (Pendente, in Bling's queue) until ``t + nfe_queue_seconds``, reads 8 (Aguardando protocolo) for
+``nfe_delay_seconds`` more, then takes SEFAZ's verdict: 5 (Autorizada) unless ``nfe_outcomes`` scripts 9 (Denegada)
+or 11 (Bloqueada). A note sent once is never accepted for sending again, unless it was rejected.
 """
 
 from __future__ import annotations
@@ -9,17 +13,22 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from hub.models.types import access_key_check_digit
+from hub.models import access_key_check_digit
+from hub.sandbox import xmltree
 from starlette.responses import Response
 
 from .common import STAMP, ApiError, Call, field, invalid, money, not_found, ok, page_of
+from .orders import line_total
 from .parties import digits, document_problem
 from .state import NoteMeta, State
 
 NS = "NFE"
-PENDENTE, CANCELADA, REJEITADA, AUTORIZADA, AGUARDANDO_PROTOCOLO = 1, 2, 4, 5, 8
-SENT = {AUTORIZADA, 6, 7, AGUARDANDO_PROTOCOLO}
-"""Situações of a note that SEFAZ has (or is about to have) on record."""
+(PENDENTE, CANCELADA, AGUARDANDO_RECIBO, REJEITADA, AUTORIZADA, EMITIDA_DANFE, REGISTRADA, AGUARDANDO_PROTOCOLO,
+ DENEGADA, CONSULTA_SITUACAO, BLOQUEADA) = range(1, 12)
+SENT = {AGUARDANDO_RECIBO, AUTORIZADA, EMITIDA_DANFE, REGISTRADA, AGUARDANDO_PROTOCOLO, DENEGADA, CONSULTA_SITUACAO,
+        BLOQUEADA}
+"""Situações of a note that SEFAZ has (or is about to have) on record; a queued one is still 1 (see ``sent``)."""
+IN_FLIGHT = {PENDENTE, AGUARDANDO_RECIBO, AGUARDANDO_PROTOCOLO, CONSULTA_SITUACAO}
 ADDRESS_FIELDS = ("endereco", "numero", "bairro", "municipio", "uf", "cep")
 LIST_FIELDS = ("id", "tipo", "situacao", "numero", "dataEmissao", "dataOperacao", "chaveAcesso", "contato",
                "naturezaOperacao", "loja")
@@ -48,7 +57,7 @@ def _note_items(st: State, sale: dict[str, Any], same_uf: bool) -> list[dict[str
         product = st.products.get(item["produto"]["id"]) or {}
         tax = product.get("tributacao") or {}
         ncm = str(tax.get("ncm", ""))
-        total = money(float(item["quantidade"]) * float(item["valor"]))
+        total = line_total(item)
         items.append({
             "codigo": item["codigo"], "descricao": item["descricao"], "unidade": item["unidade"],
             "quantidade": item["quantidade"], "valor": item["valor"], "valorTotal": total, "tipo": "P",
@@ -142,31 +151,55 @@ def _access_key(st: State, note: dict[str, Any], numero: int) -> str:
 
 
 def _xml(st: State, note: dict[str, Any], key: str) -> str:
+    """The authorized note's ``nfeProc``, built by :mod:`hub.sandbox.xmltree` (an ``&`` in a name stays well-formed)."""
     c = note["contato"]
     doc_tag = "CNPJ" if c["tipoPessoa"] == "J" else "CPF"
-    items = "".join(
-        f'<det nItem="{i}"><prod><cProd>{it["codigo"]}</cProd><xProd>{it["descricao"]}</xProd>'
-        f'<NCM>{digits(it["classificacaoFiscal"])}</NCM><CFOP>{it["cfop"]}</CFOP><qCom>{it["quantidade"]}</qCom>'
-        f'<vUnCom>{it["valor"]}</vUnCom><vProd>{it["valorTotal"]:.2f}</vProd></prod></det>'
-        for i, it in enumerate(note["itens"], start=1))
+    items = [{"@nItem": i, "prod": {
+        "cProd": it["codigo"], "xProd": it["descricao"], "NCM": digits(it["classificacaoFiscal"]), "CFOP": it["cfop"],
+        "qCom": it["quantidade"], "vUnCom": it["valor"], "vProd": f"{it['valorTotal']:.2f}"}}
+        for i, it in enumerate(note["itens"], start=1)]
     protocol = f"1{UF_CODES[ISSUER_UF]}{key[-13:]}"
-    return ('<?xml version="1.0" encoding="UTF-8"?><nfeProc xmlns="http://www.portalfiscal.inf.br/nfe" '
-            f'versao="4.00"><NFe><infNFe Id="NFe{key}" versao="4.00"><ide><cUF>{key[:2]}</cUF>'
-            f'<natOp>Venda de mercadoria</natOp><mod>55</mod><serie>{note["serie"]}</serie>'
-            f'<nNF>{note["numero"]}</nNF><dhEmi>{note["dataEmissao"].replace(" ", "T")}-03:00</dhEmi>'
-            f'<tpNF>1</tpNF><tpAmb>2</tpAmb></ide><emit><CNPJ>{digits(st.company_cnpj)}</CNPJ>'
-            f'<xNome>Loja Modelo Comércio de Artigos Ltda</xNome></emit><dest><{doc_tag}>'
-            f'{digits(c["numeroDocumento"])}</{doc_tag}><xNome>{c["nome"]}</xNome></dest>{items}'
-            f'<total><ICMSTot><vNF>{note["valorNota"]:.2f}</vNF></ICMSTot></total></infNFe></NFe>'
-            f'<protNFe versao="4.00"><infProt><tpAmb>2</tpAmb><chNFe>{key}</chNFe><nProt>{protocol}</nProt>'
-            '<cStat>100</cStat><xMotivo>Autorizado o uso da NF-e</xMotivo></infProt></protNFe></nfeProc>')
+    return xmltree.build("nfeProc", {
+        "@xmlns": "http://www.portalfiscal.inf.br/nfe", "@versao": "4.00",
+        "NFe": {"infNFe": {
+            "@Id": f"NFe{key}", "@versao": "4.00",
+            "ide": {"cUF": key[:2], "natOp": "Venda de mercadoria", "mod": 55, "serie": note["serie"],
+                    "nNF": note["numero"], "dhEmi": f"{note['dataEmissao'].replace(' ', 'T')}-03:00", "tpNF": 1,
+                    "tpAmb": 2},
+            "emit": {"CNPJ": digits(st.company_cnpj), "xNome": "Loja Modelo Comércio de Artigos Ltda"},
+            "dest": {doc_tag: digits(c["numeroDocumento"]), "xNome": c["nome"]},
+            "det": items,
+            "total": {"ICMSTot": {"vNF": f"{note['valorNota']:.2f}"}}}},
+        "protNFe": {"@versao": "4.00", "infProt": {"tpAmb": 2, "chNFe": key, "nProt": protocol, "cStat": 100,
+                                                    "xMotivo": "Autorizado o uso da NF-e"}}})
+
+
+def sent(st: State, nid: int) -> bool:
+    """Sent and not rejected: in Bling's queue (still 1 Pendente), with SEFAZ, or settled."""
+    note, meta = st.nfes[nid], st.nmeta[nid]
+    return note["situacao"] in SENT or (note["situacao"] == PENDENTE and meta.sent_at is not None)
 
 
 def settle(st: State, nid: int) -> dict[str, Any]:
-    """The note as of now: one waiting for its protocol long enough becomes Autorizada."""
+    """The note as of now: a sent one leaves Bling's queue, waits for its protocol, then takes SEFAZ's verdict."""
     note, meta = st.nfes[nid], st.nmeta[nid]
-    if (note["situacao"] == AGUARDANDO_PROTOCOLO and meta.sent_at is not None
-            and st.clock.time() >= meta.sent_at + st.nfe_delay_seconds):
+    if meta.sent_at is None or note["situacao"] not in IN_FLIGHT:
+        return note
+    elapsed = st.clock.time() - meta.sent_at
+    if elapsed < st.nfe_queue_seconds:
+        return note
+    if elapsed < st.nfe_queue_seconds + st.nfe_delay_seconds:
+        if note["situacao"] != AGUARDANDO_PROTOCOLO:
+            note["situacao"] = AGUARDANDO_PROTOCOLO
+            st.changed()
+        return note
+    if meta.outcome == BLOQUEADA:
+        note["situacao"] = BLOQUEADA
+        st.changed()
+    elif meta.outcome == DENEGADA:
+        note.update(situacao=DENEGADA, chaveAcesso=_access_key(st, note, int(note["numero"])))
+        st.changed()
+    else:
         key = _access_key(st, note, int(note["numero"]))
         token = hashlib.sha256(f"{key}-{st.seed}".encode()).hexdigest()[:32]
         note.update(situacao=AUTORIZADA, chaveAcesso=key, xml=_xml(st, note, key),
@@ -181,7 +214,7 @@ def send(st: State, call: Call) -> Response:
     if nid not in st.nfes:
         raise not_found("nota fiscal")
     note, meta = settle(st, nid), st.nmeta[nid]
-    if note["situacao"] in SENT:
+    if sent(st, nid):
         raise invalid("Não foi possível enviar a nota fiscal", "A nota fiscal já foi enviada para a SEFAZ.",
                       [field(85, "A nota fiscal já foi enviada", "situacao", NS)])
     if note["situacao"] == CANCELADA:
@@ -192,7 +225,9 @@ def send(st: State, call: Call) -> Response:
         _fill(st, note, sale)
         problems = _problems(note, st, sale)
         twins = [n for n in st.ometa[sale["id"]].notes if n != nid and n in st.nfes]
-        if not problems and any(settle(st, n)["situacao"] in SENT for n in twins):
+        for twin in twins:
+            settle(st, twin)
+        if not problems and any(sent(st, n) for n in twins):
             problems = [field(539, "Rejeição 539: Duplicidade de NF-e com diferença na Chave de Acesso", "nfe", NS)]
         if problems:
             note["situacao"] = REJEITADA
@@ -200,9 +235,9 @@ def send(st: State, call: Call) -> Response:
             raise ApiError(400, "VALIDATION_ERROR", "Não foi possível enviar a nota fiscal",
                            "A nota fiscal foi rejeitada; corrija os dados informados e envie novamente.", problems)
     st.nfe_numero += 1
-    note.update(situacao=AGUARDANDO_PROTOCOLO, numero=str(st.nfe_numero),
-                dataEmissao=st.clock.now().strftime(STAMP))
+    note.update(situacao=PENDENTE, numero=str(st.nfe_numero), dataEmissao=st.clock.now().strftime(STAMP))
     meta.sent_at = st.clock.time()
+    meta.outcome = st.nfe_outcomes.pop(0) if st.nfe_outcomes else AUTORIZADA
     st.changed()
     return ok({"xml": settle(st, nid)["xml"]})
 

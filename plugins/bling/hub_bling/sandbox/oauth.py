@@ -3,10 +3,17 @@ that expire in a minute, and refresh tokens that rotate on every use (the old on
 
 A reused authorization code revokes the whole grant, as Bling's docs say ("for security reasons the user has been
 revoked"); tokens carry their grant so that takes one flag.
+
+Bling's docs do not say whether a spent refresh token is accepted again for a moment (many OAuth servers keep a
+grace window so a client that lost the answer can retry). The ``refresh_grace_seconds`` setting models one, off by
+default: within it the spent token returns the SAME pair it was exchanged for (:class:`hub.sandbox.oauth.TokenStore`
+keeps the tokens, codes and grants). Two token faults model a lost answer: ``token-timeout``
+rotates and answers only after the client's timeout, ``token-drop`` rotates and drops the connection mid-answer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -15,17 +22,21 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
+from hub.sandbox.oauth import Grant, Issued, OAuthError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from .common import ApiError
-from .state import Code, Grant, State, Token
+from .state import State
 
 SCOPES = tuple(str(98309 + 7919 * i) for i in range(48))
 """The scope ids Bling lists (space-separated) for an app; JWTs carry them, which is why they are long."""
 TOKEN_WINDOW = 60.0
 TOKEN_CALLS_BEFORE_BLOCK = 20
 TOKEN_BLOCK_SECONDS = 3600.0
+TOKEN_FAULTS = ("token-timeout", "token-drop")
+"""Faults of the next ``/oauth/token`` calls: both rotate first, then the answer is late or never complete."""
 
 
 def _b64(data: bytes) -> str:
@@ -41,27 +52,27 @@ def _jwt(st: State, kind: str, now: float, ttl: float) -> str:
     return ".".join((_b64(json.dumps(header).encode()), _b64(json.dumps(payload).encode()), _b64(os.urandom(256))))
 
 
-def new_grant(st: State) -> Grant:
-    grant = Grant(len(st.grants) + 1)
-    st.grants.append(grant)
-    return grant
+def _hex(kind: str, now: float, ttl: float) -> str:
+    return secrets.token_hex(20)
+
+
+def answer(issued: Issued) -> dict[str, Any]:
+    """A token answer in Bling's JSON (a grace-window replay renders the same pair again)."""
+    return {"access_token": issued.access_token, "expires_in": issued.expires_in, "token_type": "Bearer",
+            "scope": " ".join(SCOPES), "refresh_token": issued.refresh_token}
 
 
 def issue(st: State, grant: Grant, *, jwt: bool) -> dict[str, Any]:
     """A fresh access + refresh token pair for ``grant`` (lock held)."""
-    now = st.clock.time()
-    access = _jwt(st, "access_token", now, st.token_ttl) if jwt else secrets.token_hex(20)
-    refresh = _jwt(st, "refresh_token", now, st.refresh_ttl) if jwt else secrets.token_hex(20)
-    st.access[access] = Token(grant, now + st.token_ttl)
-    st.refresh[refresh] = Token(grant, now + st.refresh_ttl)
-    return {"access_token": access, "expires_in": int(st.token_ttl), "token_type": "Bearer",
-            "scope": " ".join(SCOPES), "refresh_token": refresh}
+    return answer(st.tokens.issue(grant, make=_maker(st) if jwt else _hex))
+
+
+def _maker(st: State) -> Any:
+    return lambda kind, now, ttl: _jwt(st, kind, now, ttl)
 
 
 def new_code(st: State) -> str:
-    code = secrets.token_hex(20)
-    st.codes[code] = Code(new_grant(st), st.clock.time() + st.code_ttl)
-    return code
+    return st.tokens.new_code()
 
 
 def _oauth_error(status: int, kind: str, description: str) -> ApiError:
@@ -84,28 +95,20 @@ def _client(st: State, request: Request, form: dict[str, str]) -> None:
 
 
 def _exchange(st: State, form: dict[str, str], jwt: bool) -> dict[str, Any]:
-    now = st.clock.time()
     grant_type = form.get("grant_type", "")
-    if grant_type == "authorization_code":
-        code = st.codes.get(form.get("code", ""))
-        if code is None:
-            raise _oauth_error(400, "invalid_grant", "Authorization code doesn't exist or is invalid for the client")
-        if code.used:
-            code.grant.alive = False
-            raise ApiError(400, "VALIDATION_ERROR", "invalid_grant", "This authorization code has already been "
-                           "used, for security reasons the user has been revoked")
-        if code.expires_at <= now:
-            raise _oauth_error(400, "invalid_grant", "The authorization code has expired")
-        code.used = True
-        return issue(st, code.grant, jwt=jwt)
-    if grant_type == "refresh_token":
-        token = st.refresh.get(form.get("refresh_token", ""))
-        if token is None or token.used or not token.grant.alive:
-            raise _oauth_error(400, "invalid_grant", "Invalid refresh token")
-        if token.expires_at <= now:
-            raise _oauth_error(400, "invalid_grant", "Refresh token has expired")
-        token.used = True
-        return issue(st, token.grant, jwt=jwt)
+    make = _maker(st) if jwt else _hex
+    try:
+        if grant_type == "authorization_code":
+            code = st.tokens.codes.get(form.get("code", ""))
+            if code is not None and code.used:
+                code.grant.alive = False
+                raise ApiError(400, "VALIDATION_ERROR", "invalid_grant", "This authorization code has already been "
+                               "used, for security reasons the user has been revoked")
+            return answer(st.tokens.issue(st.tokens.redeem(form.get("code", "")), make=make))
+        if grant_type == "refresh_token":
+            return answer(st.tokens.exchange_refresh(form.get("refresh_token", ""), make=make))
+    except OAuthError as error:
+        raise _oauth_error(error.status, error.error, error.description) from None
     raise _oauth_error(400, "unsupported_grant_type", f"The grant type {grant_type!r} is not supported")
 
 
@@ -119,19 +122,34 @@ def check_token_block(st: State) -> None:
         st.blocked_until = max(st.blocked_until, now + TOKEN_BLOCK_SECONDS)
 
 
-async def token_endpoint(st: State, request: Request) -> Response:
+class _Dropped(Response):
+    """Starts the answer, then closes the connection: the client never reads the (already rotated) pair."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")]})
+        await send({"type": "http.response.body", "body": b'{"access_token": "', "more_body": True})
+
+
+async def token_endpoint(st: State, request: Request, fault_delay: float = 2.0) -> Response:
     form = {k: v[0] for k, v in parse_qs((await request.body()).decode(errors="replace")).items()}
     jwt = request.headers.get("enable-jwt", "").strip() == "1"
     with st.lock:
-        st.token_calls += 1
+        st.counters.token_calls += 1
         check_token_block(st)
         if st.clock.time() < st.blocked_until:
             return blocked_response()
+        fault = st.token_faults.popleft() if st.token_faults else None
         try:
             _client(st, request, form)
-            return JSONResponse(_exchange(st, form, jwt))
+            response: Response = JSONResponse(_exchange(st, form, jwt))
         except ApiError as error:
-            return error.response()
+            response = error.response()
+    if fault == "token-drop":
+        return _Dropped()
+    if fault == "token-timeout":
+        await asyncio.sleep(fault_delay)
+    return response
 
 
 async def revoke_endpoint(st: State, request: Request) -> Response:
@@ -141,7 +159,7 @@ async def revoke_endpoint(st: State, request: Request) -> Response:
             _client(st, request, form)
         except ApiError as error:
             return error.response()
-        token = st.access.get(form.get("token", "")) or st.refresh.get(form.get("token", ""))
+        token = st.tokens.access.get(form.get("token", "")) or st.tokens.refresh.get(form.get("token", ""))
         if token is not None:
             token.grant.alive = False
         return Response(status_code=200)

@@ -6,6 +6,7 @@ exactly once. Posting twice is refused, as is reversing what was never posted.
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from starlette.responses import Response
@@ -29,8 +30,16 @@ def _contact_snapshot(st: State, contact_id: int) -> dict[str, Any]:
     return {"id": contact_id, "nome": c["nome"], "tipoPessoa": c["tipo"], "numeroDocumento": c["numeroDocumento"]}
 
 
+def line_total(item: dict[str, Any]) -> float:
+    """An item's total as Bling computes it: ``VendasItemDTO.desconto`` is a percentage ("Valor percentual") off
+    ``quantidade`` x ``valor``, rounded half up to the cent."""
+    gross = Decimal(str(item["quantidade"])) * Decimal(str(item["valor"]))
+    net = gross * (1 - Decimal(str(item.get("desconto") or 0)) / 100)
+    return float(net.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+
 def _totals(sale: dict[str, Any]) -> None:
-    products = money(sum(float(i["quantidade"]) * float(i["valor"]) for i in sale["itens"]))
+    products = money(sum(line_total(i) for i in sale["itens"]))
     discount = sale["desconto"]
     off = float(discount.get("valor") or 0.0)
     if discount.get("unidade") == "PERCENTUAL":
@@ -49,7 +58,8 @@ def build_sale(st: State, body: dict[str, Any], sale_id: int, numero: int, situa
         items.append({
             "id": st.new_id(), "codigo": item.get("codigo") or product.get("codigo", ""),
             "unidade": item.get("unidade") or product.get("unidade", "UN"), "quantidade": item["quantidade"],
-            "desconto": item.get("desconto", 0.0), "valor": item["valor"], "aliquotaIPI": item.get("aliquotaIPI", 0.0),
+            "desconto": item.get("desconto", 0.0), "valor": item["valor"],
+            "valorLista": item.get("valorLista", item["valor"]), "aliquotaIPI": item.get("aliquotaIPI", 0.0),
             "descricao": item["descricao"], "descricaoDetalhada": item.get("descricaoDetalhada", ""),
             "produto": {"id": pid},
             "comissao": {"base": 0.0, "aliquota": 0.0, "valor": 0.0, **(item.get("comissao") or {})},

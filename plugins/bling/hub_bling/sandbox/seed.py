@@ -10,7 +10,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from stdnum import ean
+from hub.sandbox.documents import cnpj as cnpj_digits
+from hub.sandbox.documents import cpf as cpf_digits
+from hub.sandbox.documents import ean13
+from hub.sandbox.documents import wrong_check_digit as break_check_digit
 
 from .catalog import insert_product
 from .common import STAMP, money
@@ -95,22 +98,6 @@ PAYMENT_METHODS = (("Dinheiro", 1), ("Cartão de Crédito", 3), ("Cartão de Dé
 SELLER_NAMES = ("Juliana Prado", "Roberto Nogueira", "Camila Duarte", "Sérgio Albuquerque", "Tatiane Moraes")
 
 
-def cpf_digits(first9: str) -> str:
-    digits = [int(d) for d in first9]
-    for weight in (10, 11):
-        rest = sum(d * (weight - i) for i, d in enumerate(digits)) * 10 % 11
-        digits.append(0 if rest == 10 else rest)
-    return "".join(map(str, digits))
-
-
-def cnpj_digits(first12: str) -> str:
-    digits = [int(d) for d in first12]
-    for weights in ((5, 4, 3, 2, 9, 8, 7, 6, 5, 4, 3, 2), (6, 5, 4, 3, 2, 9, 8, 7, 6, 5, 4, 3, 2)):
-        rest = sum(d * w for d, w in zip(digits, weights, strict=True)) % 11
-        digits.append(0 if rest < 2 else 11 - rest)
-    return "".join(map(str, digits))
-
-
 def format_cpf(doc: str) -> str:
     return f"{doc[:3]}.{doc[3:6]}.{doc[6:9]}-{doc[9:]}"
 
@@ -119,9 +106,6 @@ def format_cnpj(doc: str) -> str:
     return f"{doc[:2]}.{doc[2:5]}.{doc[5:8]}/{doc[8:12]}-{doc[12:]}"
 
 
-def break_check_digit(value: str) -> str:
-    """The same document or code with its last (check) digit wrong."""
-    return value[:-1] + str((int(value[-1]) + 1) % 10)
 
 
 def _past(st: State, max_days: float) -> datetime:
@@ -189,8 +173,7 @@ def _base_product(st: State, kind: Kind, code: str, gtin: str, price: float) -> 
 
 def _gtin(st: State) -> str:
     st.serial += 1
-    first12 = f"789{st.seed % 1000:03d}{st.serial:06d}"
-    return first12 + ean.calc_check_digit(first12)
+    return ean13(f"789{st.seed % 1000:03d}{st.serial:06d}")
 
 
 def _set_stock(st: State, pid: int, zero: bool) -> None:
@@ -377,7 +360,8 @@ def sales(st: State, count: int) -> list[str]:
         for pid in st.rng.sample(sellable, min(len(sellable), st.rng.randint(1, 3))):
             p = st.products[pid]
             items.append({"produto": {"id": pid}, "codigo": p["codigo"], "descricao": p["nome"],
-                          "quantidade": float(st.rng.randint(1, 3)), "valor": p["preco"], "unidade": p["unidade"]})
+                          "quantidade": float(st.rng.randint(1, 3)), "valor": p["preco"], "valorLista": p["preco"],
+                          "unidade": p["unidade"]})
         total = money(sum(i["quantidade"] * i["valor"] for i in items))
         method = st.rng.choice(methods)
         installments = 3 if st.payment_methods[method]["tipoPagamento"] == 3 and total > 150 else 1

@@ -15,6 +15,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from hub.sandbox import Counters
+from hub.sandbox.oauth import TokenStore
+
 from .common import Clock, money
 
 SITUACOES: tuple[tuple[str, int, str], ...] = (
@@ -56,36 +59,18 @@ class SaleMeta(Meta):
 class NoteMeta:
     order: int | None
     sent_at: float | None = None
-
-
-@dataclass
-class Grant:
-    """One authorization of the app by the merchant; revoking it kills its access and refresh tokens."""
-
-    id: int
-    alive: bool = True
-
-
-@dataclass
-class Token:
-    grant: Grant
-    expires_at: float
-    used: bool = False
-
-
-@dataclass
-class Code:
-    grant: Grant
-    expires_at: float
-    used: bool = False
+    outcome: int = 5
+    """SEFAZ's verdict once the note is processed: 5 Autorizada, 9 Denegada or 11 Bloqueada."""
 
 
 class State:
-    """The account's data plus the gate's bookkeeping (tokens, rate windows, faults, logs)."""
+    """The account's data plus the gate's bookkeeping (tokens, IP blocks, token faults, counters)."""
 
-    def __init__(self, seed: int, clock: Clock) -> None:
-        self.lock = threading.Lock()
+    def __init__(self, seed: int, clock: Clock, lock: threading.Lock | None = None,
+                 counters: Counters | None = None) -> None:
+        self.lock = lock or threading.Lock()
         self.clock = clock
+        self.counters = counters or Counters()
         self.seed = seed
         self.rng = random.Random(seed)
         self._next_id = 10_000_000_000 + seed * 100_000_000 + self.rng.randrange(1, 10_000) * 1000
@@ -100,9 +85,10 @@ class State:
         self.editar_numero_pedido = False
         self.redirect_uri = "http://127.0.0.1/bling/callback"
         self.nfe_delay_seconds = 0.5
-        self.token_ttl = 21600.0
-        self.refresh_ttl = 30 * 86400.0
-        self.code_ttl = 60.0
+        self.nfe_queue_seconds = 0.0
+        """How long a sent note stays at situação 1 (Pendente) in Bling's queue before SEFAZ takes it."""
+        self.nfe_outcomes: list[int] = []
+        """Verdicts for the next notes sent (9 Denegada, 11 Bloqueada...); empty means Autorizada."""
         # catalog
         self.products: dict[int, dict[str, Any]] = {}
         self.pmeta: dict[int, ProductMeta] = {}
@@ -130,27 +116,13 @@ class State:
         self.nfe_numero = 0
         self.stock_movements: list[dict[str, Any]] = []
         self.accounts: list[dict[str, Any]] = []
-        # auth
-        self.grants: list[Grant] = []
-        self.access: dict[str, Token] = {}
-        self.refresh: dict[str, Token] = {}
-        self.codes: dict[str, Code] = {}
+        # auth: Bling's token lifetimes; no grace window unless the box's settings give one
+        self.tokens = TokenStore(clock, access_ttl=21600.0, refresh_ttl=30 * 86400.0, code_ttl=60.0)
         # gate
-        self.rate_per_second: float | None = 3
-        self.daily_limit: int | None = 120000
-        self.window: deque[float] = deque()
-        self.day = ""
-        self.day_count = 0
         self.errors: deque[float] = deque()
         self.token_window: deque[float] = deque()
         self.blocked_until = 0.0
-        self.faults: deque[str] = deque()
-        self.repeat_armed = 0
-        self.write_timeouts = 0
-        self.requests = 0
-        self.token_calls = 0
-        self.throttled = 0
-        self.request_log: list[dict[str, Any]] = []
+        self.token_faults: deque[str] = deque()
         self.serial = 0
 
     # --- ids and change tracking ------------------------------------------------------------------------

@@ -9,22 +9,20 @@ control methods from theirs, so every touch of the state happens under one ``thr
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import math
-import random
 import re
-import secrets
-import threading
-import time
 import uuid
-from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+from hub.sandbox import SandboxBase, SandboxSettings
+from hub.sandbox.idempotency import IdempotencyStore, Stored
+from hub.sandbox.oauth import OAuthError, PasswordGrant, TokenStore, WallClock, check_client
+from hub.sandbox.ratelimit import Limits, Rule, TokenBucket
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -57,9 +55,9 @@ FILTERS: dict[str, dict[str, str]] = {
     "stores": {}, "units": {"abbreviation": "abbreviation"},
 }
 """Query parameter -> field: ``~`` contains (case-insensitive), ``*`` a comma-separated list of values."""
-FAULT_KINDS = ("500", "timeout", "429", "401", "repeat_page", "slow")
-RANDOM_FAULTS = ("500", "timeout", "429", "401", "slow")
-
+FUTURE_STAMP = "2099-01-01T00:00:00-03:00"
+"""The ``updated_at`` of :meth:`CPlugSandbox.seed_future`'s record: a POS terminal whose clock (or a typed date) is
+years ahead."""
 Handler = Callable[[Request], Awaitable[Response]]
 Problems = list[tuple[str, str, str]]
 
@@ -97,44 +95,38 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
 
 
-class CPlugSandbox:
+class CPlugSettings(SandboxSettings):
+    rate_per_second: float | None = 5
+    """The README's assumption: 5 requests a second per company, in a bucket holding one second's worth."""
+
+
+class CPlugSandbox(SandboxBase):
     """One CPlug company: OAuth password grant, paged lists, idempotent writes, a rate limit and faults."""
 
+    Settings = CPlugSettings
+    streams = tuple(STREAMS)
     _company_ids = itertools.count(101)
 
-    def __init__(self, *, token_ttl_seconds: float = 3600, rate_per_second: float | None = 5,
-                 fault_delay: float = 2.0) -> None:
-        self.token_ttl_seconds = token_ttl_seconds
-        self.rate_per_second = rate_per_second
-        self.fault_delay = fault_delay
+    def __init__(self, **settings: Any) -> None:
+        super().__init__(**settings)
         self.company_id = next(self._company_ids)
         self.company_cnpj = syn.cnpj(f"{11222333 + self.company_id:08d}0001")
         self.client_id, self.client_secret = "cplug-client", "cplug-secret"
         self.username, self.password = "api@lojademo.com.br", "senha-da-api"
         self.grid_module = True
         """Seed 002: grids need CPlug's "Grade de Produtos" module; False makes grid products a 422."""
-        self.requests = 0
-        self.throttled = 0
-        self.token_calls = 0
-        self.request_log: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
         self._data: dict[str, dict[int, dict[str, Any]]] = {r: {} for r in STREAMS.values()}
         self._ids = {r: itertools.count(base) for r, base in zip(
             STREAMS.values(), (90001, 30001, 101, 201, 1001, 50001, 1, 1), strict=True)}
-        self._idempotent: dict[str, tuple[int, bytes]] = {}
-        self._tokens: dict[str, float] = {}
-        self._refresh_tokens: set[str] = set()
-        self._faults: deque[tuple[str, str | None]] = deque()
-        self.fault_rate = 0.0
-        self.fault_kinds: tuple[str, ...] = ()
-        self._fault_rng = random.Random(0)
-        self._repeat_armed = 0
+        self._idempotent: IdempotencyStore[Stored] = IdempotencyStore()
+        self.tokens = TokenStore(WallClock(), access_ttl=self.settings.token_ttl_seconds)
+        self._login = PasswordGrant(self.tokens, self.username, self.password)
+        self._limits = Limits(self._rules)
         self._last_page: dict[str, bytes] = {}
-        self._bucket = [float(rate_per_second or 0), time.monotonic()]
         self._serial = 0
         self._sale_number = 1000
         self._invoice_number = 500
-        with self._lock:
+        with self.lock:
             for abbreviation, name in syn.UNITS:
                 self._insert("units", {"abbreviation": abbreviation, "name": name})
             for name in syn.STORES:
@@ -149,6 +141,16 @@ class CPlugSandbox:
 
     # --- the hub.sandbox.Sandbox protocol ----------------------------------------------------------------------
 
+    @property
+    def rate_per_second(self) -> float | None:
+        return self.settings.rate_per_second
+
+    def _rules(self, key: Hashable) -> Sequence[Rule]:
+        return [TokenBucket(self.settings.rate_per_second)]
+
+    def limits_changed(self) -> None:
+        self._limits.reset()
+
     def connection(self, base_url: str) -> dict[str, Any]:
         rate = self.rate_per_second if self.rate_per_second is not None else 1000
         return {"options": {"base_url": base_url, "company_id": self.company_id, "rate_per_second": rate},
@@ -159,7 +161,7 @@ class CPlugSandbox:
         """Synthetic records; payment methods stop at CPlug's named ones (ids 101-109, so a demo's DE-PARA is
         stable). Seeding sales also creates the payment methods and two sellers when there are none."""
         resource = self._resource(stream)
-        with self._lock:
+        with self.lock:
             if resource == "payments":
                 used = {m["name"] for m in self._data["payments"].values()}
                 count = min(count, sum(1 for name, _ in syn.PAYMENT_METHODS if name not in used))
@@ -169,7 +171,7 @@ class CPlugSandbox:
         """One record CPlug accepts but hub must refuse: a CPF/EAN with a wrong check digit, a sale whose payments
         do not add up."""
         resource = self._resource(stream)
-        with self._lock:
+        with self.lock:
             record = self._synthetic(resource)
             if resource == "customers":
                 for doc in record["documents"]:
@@ -185,10 +187,18 @@ class CPlugSandbox:
                 raise ValueError(f"seed_invalid does not support {stream!r} (customers, sellers, products, sales)")
             return str(self._insert(resource, record))
 
+    def seed_future(self, stream: str) -> str:
+        """One synthetic record whose ``updated_at`` is in 2099 (:data:`FUTURE_STAMP`); return its id."""
+        resource = self._resource(stream)
+        with self.lock:
+            record = self._synthetic(resource)
+            record["updated_at"] = FUTURE_STAMP
+            return str(self._insert(resource, record))
+
     def touch(self, stream: str, external_id: str) -> None:
         """Edit a record as a user would; a sale is canceled (the only change a closed sale admits)."""
         resource = self._resource(stream)
-        with self._lock:
+        with self.lock:
             record = self._get(resource, external_id)
             self._serial += 1
             if resource == "sales":
@@ -202,33 +212,20 @@ class CPlugSandbox:
                         record[name] = f"{record[name].split(' (rev')[0]} (rev {self._serial})"
             record["updated_at"] = self._now()
 
+    def age(self, stream: str, seconds: float) -> None:
+        """Move every ``updated_at`` of ``stream`` ``seconds`` into the past (the conformance kit's cursor check)."""
+        resource = self._resource(stream)
+        with self.lock:
+            for record in self._data[resource].values():
+                moment = datetime.fromisoformat(record["updated_at"]) - timedelta(seconds=seconds)
+                record["updated_at"] = moment.isoformat()
+
     def records(self, stream: str, *, deleted: bool = False) -> list[dict[str, Any]]:
         """Every record in ``stream`` as the API shows it (soft-deleted ones only with ``deleted=True``)."""
         resource = self._resource(stream)
-        with self._lock:
+        with self.lock:
             return [_copy(r) for _, r in sorted(self._data[resource].items())
                     if deleted or not r.get("deleted_at")]
-
-    def inject_fault(self, kind: str, times: int = 1, *, method: str | None = None) -> None:
-        """Fail the next ``times`` API requests (only those with HTTP ``method`` when given, e.g. "POST" to time
-        out a create after its lookups went through)."""
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault {kind!r} (known: {', '.join(FAULT_KINDS)})")
-        with self._lock:
-            if kind == "repeat_page":
-                self._repeat_armed += times
-            else:
-                self._faults.extend([(kind, method.upper() if method else None)] * times)
-
-    def set_fault_rate(self, rate: float, kinds: tuple[str, ...] = ("500", "timeout", "429"), seed: int = 0) -> None:
-        """Fail a random ``rate`` of the API requests (0 stops it) with one of ``kinds``, drawn from a generator
-        seeded with ``seed``; faults queued by :meth:`inject_fault` go first. ``/oauth/token`` is spared."""
-        unknown = [k for k in kinds if k not in RANDOM_FAULTS]
-        if not 0 <= rate <= 1 or unknown or (rate and not kinds):
-            raise ValueError(f"fault rate {rate} with kinds {kinds}: the rate goes from 0 to 1 and the kinds are "
-                             f"{', '.join(RANDOM_FAULTS)}")
-        with self._lock:
-            self.fault_rate, self.fault_kinds, self._fault_rng = rate, tuple(kinds), random.Random(seed)
 
     # --- extras for flows and tests ------------------------------------------------------------------------------
 
@@ -236,7 +233,7 @@ class CPlugSandbox:
         """Insert ``data`` as is (no validation), as if a user typed it into CPlug's screens. With an ``id`` it
         replaces that record; ``updated_at`` defaults to now (give one to place an edit in the past)."""
         resource = self._resource(stream)
-        with self._lock:
+        with self.lock:
             return str(self._insert(resource, _copy(data)))
 
     def sale(self, *, items: list[dict[str, Any]], payments: list[dict[str, Any]] | None = None,
@@ -246,14 +243,14 @@ class CPlugSandbox:
         """Ring up one specific sale. ``items``: ``{"sku", "amount"=1, "unitary_value"?, "discount"?, "name"?}``
         (price and name default to the product's); ``payments``: ``{"payment_method_id", "value",
         "installments"=1}``, by default the total in cash."""
-        with self._lock:
+        with self.lock:
             record = self._sale_record(items, payments, customer_id=customer_id, store_id=store_id,
                                        seller_id=seller_id, status=status, number=number, source_type=source_type)
             return str(self._insert("sales", record))
 
     def cancel_sale(self, sale_id: str | int) -> None:
         """Cancel a closed sale, as the POS does (``updated_at`` moves, so incremental reads see it)."""
-        with self._lock:
+        with self.lock:
             record = self._get("sales", sale_id)
             record["status"], record["updated_at"] = "canceled", self._now()
 
@@ -263,7 +260,7 @@ class CPlugSandbox:
 
         The returned value pays the new sale as "Crédito em Loja"; a difference is paid in cash, a surplus stays as
         the customer's credit. The PDV refuses the exchange unless the customer has a CPF and a complete address."""
-        with self._lock:
+        with self.lock:
             original = self._get("sales", original_sale_id)
             if original["status"] != "closed":
                 raise ValueError(f"sale {original_sale_id} is {original['status']}; only closed sales are exchanged")
@@ -301,7 +298,7 @@ class CPlugSandbox:
 
     def summary(self) -> dict[str, int]:
         """What the demo prints before and after: products, categories, customers, closed and cancelled sales."""
-        with self._lock:
+        with self.lock:
             sales = [r for r in self._data["sales"].values() if not r.get("deleted_at")]
             live = {name: [r for r in self._data[name].values() if not r.get("deleted_at")]
                     for name in ("products", "categories", "customers")}
@@ -338,13 +335,13 @@ class CPlugSandbox:
 
     def expire_tokens(self) -> None:
         """Every access token expires now (refresh tokens still work), as after the TTL."""
-        with self._lock:
-            self._tokens.clear()
+        with self.lock:
+            self.tokens.drop_access()
 
     def revoke_refresh_tokens(self) -> None:
         """Refresh tokens stop working: only the password grant gets a new token."""
-        with self._lock:
-            self._refresh_tokens.clear()
+        with self.lock:
+            self.tokens.drop_refresh()
 
     # --- state helpers (call with the lock held) ---------------------------------------------------------------
 
@@ -520,24 +517,17 @@ class CPlugSandbox:
 
     # --- HTTP: OAuth ---------------------------------------------------------------------------------------------
 
-    def _issue(self) -> JSONResponse:
-        access, refresh = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
-        self._tokens[access] = time.monotonic() + self.token_ttl_seconds
-        self._refresh_tokens.add(refresh)
-        return JSONResponse({"token_type": "Bearer", "expires_in": int(self.token_ttl_seconds),
-                             "access_token": access, "refresh_token": refresh})
-
     async def _token(self, request: Request) -> Response:
         """Passport-style: ``invalid_client`` 401, ``invalid_grant`` 400; refresh tokens are single-use."""
         try:
             body = json.loads(await request.body())
         except ValueError:
             body = None
-        with self._lock:
-            self.token_calls += 1
+        with self.lock:
+            self.counters.token_calls += 1
             grant = body.get("grant_type") if isinstance(body, dict) else None
-            self.request_log.append({"method": "POST", "path": "/oauth/token", "grant_type": grant, "status": None})
-            entry = self.request_log[-1]
+            entry: dict[str, Any] = {"method": "POST", "path": "/oauth/token", "grant_type": grant, "status": None}
+            self.counters.log.append(entry)
             response = self._grant(body)
             entry["status"] = response.status_code
             return response
@@ -548,18 +538,16 @@ class CPlugSandbox:
 
         if not isinstance(body, dict):
             return oauth_error(400, "invalid_request", "The token request must be a JSON object.")
-        if body.get("client_id") != self.client_id or body.get("client_secret") != self.client_secret:
-            return oauth_error(401, "invalid_client", "Client authentication failed")
-        if body.get("grant_type") == "password":
-            if body.get("username") != self.username or body.get("password") != self.password:
-                return oauth_error(400, "invalid_grant", "The user credentials were incorrect.")
-            return self._issue()
-        if body.get("grant_type") == "refresh_token":
-            if body.get("refresh_token") not in self._refresh_tokens:
-                return oauth_error(400, "invalid_grant", "The refresh token is invalid.")
-            self._refresh_tokens.discard(body["refresh_token"])
-            return self._issue()
-        return oauth_error(400, "unsupported_grant_type", "The authorization grant type is not supported.")
+        form = {k: v for k, v in body.items() if isinstance(v, str)}
+        try:
+            check_client(form.get("client_id"), form.get("client_secret"), self.client_id, self.client_secret)
+            issued = self._login.grant(form)
+        except OAuthError as error:
+            refresh = error.error == "invalid_grant" and form.get("grant_type") == "refresh_token"
+            return oauth_error(error.status, error.error,
+                               "The refresh token is invalid." if refresh else error.description)
+        return JSONResponse({"token_type": "Bearer", "expires_in": issued.expires_in,
+                             "access_token": issued.access_token, "refresh_token": issued.refresh_token})
 
     # --- HTTP: the API gate ----------------------------------------------------------------------------------------
 
@@ -568,18 +556,18 @@ class CPlugSandbox:
 
         async def gated(request: Request) -> Response:
             key = request.headers.get("idempotency-key")
-            with self._lock:
-                self.requests += 1
+            with self.lock:
+                self.counters.requests += 1
                 entry: dict[str, Any] = {
                     "method": request.method, "path": request.url.path, "query": dict(request.query_params),
                     "company_id": request.headers.get("cplug-company-id"), "idempotency_key": key,
                     "status": None, "replayed": False}
-                self.request_log.append(entry)
-                fault = self._next_fault(request.method)
+                self.counters.log.append(entry)
+                fault = self.faults.next(request.method)
                 if fault == "401":
-                    self._tokens.clear()
+                    self.tokens.drop_access()
             response = await self._gate(request, handler, fault, key, entry)
-            with self._lock:
+            with self.lock:
                 entry["status"] = response.status_code
             return response
 
@@ -591,13 +579,11 @@ class CPlugSandbox:
             return _error(500, "internal_error", "Injected internal error.")
         if fault == "429":
             return _error(429, "too_many_requests", "Too many requests (injected).", headers={"Retry-After": "1"})
-        if fault in ("timeout", "slow"):
-            await asyncio.sleep(self.fault_delay if fault == "timeout" else 0.2)
+        await self.delay(fault)
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         write = request.method in ("POST", "PUT", "PATCH", "DELETE")
-        with self._lock:
-            expiry = self._tokens.get(token) if scheme.lower() == "bearer" else None
-            if expiry is None or expiry <= time.monotonic():
+        with self.lock:
+            if scheme.lower() != "bearer" or self.tokens.check(token) is not None:
                 return _error(401, "unauthenticated", "Unauthenticated.")
             company = request.headers.get("cplug-company-id")
             if company is None or (write and key is None):
@@ -610,42 +596,23 @@ class CPlugSandbox:
                     uuid.UUID(str(key))
                 except ValueError:
                     return _error(400, "invalid_headers", "The Idempotency-Key header must be a UUID.")
-            retry_after = self._take_token()
-            if retry_after is not None:
-                self.throttled += 1
+            throttled = self._limits.take(self.tokens.clock.time())
+            if throttled is not None:
+                self.counters.throttled += 1
                 return _error(429, "too_many_requests",
                               f"Too many requests: at most {self.rate_per_second:g} per second per company.",
-                              headers={"Retry-After": str(retry_after)})
-            if write and key in self._idempotent:
+                              headers={"Retry-After": str(throttled.retry_after)})
+            replay = self._idempotent.replay(str(key)) if write else None
+            if replay is not None:
                 entry["replayed"] = True
-                status, content = self._idempotent[str(key)]
-                return Response(content, status_code=status, media_type="application/json")
+                return Response(replay.body, status_code=replay.status, media_type=replay.media_type)
         response = await handler(request)
         if write and response.status_code < 300:
-            with self._lock:
-                self._idempotent.setdefault(str(key), (response.status_code, bytes(response.body)))
+            with self.lock:
+                self._idempotent.remember(str(key), Stored(response.status_code, bytes(response.body)))
+        if fault == "timeout-after-write":
+            await self.answer_late()
         return response
-
-    def _next_fault(self, method: str) -> str | None:
-        for i, (kind, only) in enumerate(self._faults):
-            if only is None or only == method:
-                del self._faults[i]
-                return kind
-        if self.fault_rate and self._fault_rng.random() < self.fault_rate:
-            return self._fault_rng.choice(self.fault_kinds)
-        return None
-
-    def _take_token(self) -> int | None:
-        """A token bucket (capacity: one second of requests); None when allowed, else the Retry-After seconds."""
-        if self.rate_per_second is None:
-            return None
-        now = time.monotonic()
-        tokens = min(self.rate_per_second, self._bucket[0] + (now - self._bucket[1]) * self.rate_per_second)
-        if tokens >= 1.0:
-            self._bucket = [tokens - 1.0, now]
-            return None
-        self._bucket = [tokens, now]
-        return max(1, math.ceil((1.0 - tokens) / self.rate_per_second))
 
     # --- HTTP: resources -----------------------------------------------------------------------------------------
 
@@ -658,7 +625,7 @@ class CPlugSandbox:
         if resource not in WRITABLE:
             return _error(405, "method_not_allowed", f"/api/v3/{resource} is read-only.")
         body = await _json(request)
-        with self._lock:
+        with self.lock:
             problems = self._validate(resource, body, None)
             if problems:
                 return _invalid(problems)
@@ -671,7 +638,7 @@ class CPlugSandbox:
         if resource not in self._data:
             return _error(404, "not_found", f"No resource /api/v3/{resource}.")
         body: Any = await _json(request) if request.method == "PUT" else None
-        with self._lock:
+        with self.lock:
             try:
                 current = self._get(resource, request.path_params["id"])
             except KeyError:
@@ -705,7 +672,7 @@ class CPlugSandbox:
         return JSONResponse({"data": {SINGULAR[resource]: _copy(current)}})
 
     async def _cancel(self, request: Request) -> Response:
-        with self._lock:
+        with self.lock:
             try:
                 sale = self._get("sales", request.path_params["id"])
             except KeyError:
@@ -715,7 +682,7 @@ class CPlugSandbox:
             return JSONResponse({"data": {"sale": _copy(sale)}})
 
     async def _documents(self, request: Request) -> Response:
-        with self._lock:
+        with self.lock:
             try:
                 customer = self._get("customers", request.path_params["id"])
             except KeyError:
@@ -745,9 +712,9 @@ class CPlugSandbox:
             problems.append(("deleted", "In", "O campo deleted deve ser not_include, include ou only."))
         if problems:
             return _invalid(problems)
-        with self._lock:
-            if self._repeat_armed and resource in self._last_page:
-                self._repeat_armed -= 1
+        with self.lock:
+            if self.faults.repeat_armed and resource in self._last_page:
+                self.faults.take_repeat()
                 return Response(self._last_page[resource], media_type="application/json")
             rows = [r for _, r in sorted(self._data[resource].items())]
             if deleted == "not_include":

@@ -5,7 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
-from hub.models.types import access_key_check_digit
+from hub.models import access_key_check_digit
+from hub.sandbox.documents import cnpj, cpf, ean13, wrong_check_digit
+
+__all__ = ["PAYMENT_METHODS", "STORES", "STREETS", "UNITS", "access_key", "cents", "cnpj", "cpf", "ean13",
+           "wrong_check_digit"]
 
 PAYMENT_METHODS: list[tuple[str, str]] = [
     ("Dinheiro", "01"), ("Cartão de Crédito", "03"), ("Cartão de Débito", "04"), ("PIX", "17"),
@@ -24,36 +28,6 @@ STREETS = [("Av. Paulista", "Bela Vista", "São Paulo", "SP", "01310100"),
 def cents(value: Decimal) -> float:
     """The wire form of an amount: a JSON number with at most two decimals."""
     return float(value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
-
-
-def ean13(first12: str) -> str:
-    """Append the EAN-13 check digit (weights 1,3 from the left)."""
-    total = sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(first12))
-    return first12 + str((10 - total % 10) % 10)
-
-
-def cpf(first9: str) -> str:
-    """Append both CPF check digits (mod 11)."""
-    digits = [int(d) for d in first9]
-    for weight in (10, 11):
-        total = sum(d * (weight - i) for i, d in enumerate(digits))
-        rest = total * 10 % 11
-        digits.append(0 if rest == 10 else rest)
-    return "".join(map(str, digits))
-
-
-def cnpj(first12: str) -> str:
-    """Append both CNPJ check digits (numeric CNPJ)."""
-    digits = [int(d) for d in first12]
-    for weights in ([5, 4, 3, 2, 9, 8, 7, 6, 5, 4, 3, 2], [6, 5, 4, 3, 2, 9, 8, 7, 6, 5, 4, 3, 2]):
-        rest = sum(d * w for d, w in zip(digits, weights, strict=True)) % 11
-        digits.append(0 if rest < 2 else 11 - rest)
-    return "".join(map(str, digits))
-
-
-def wrong_check_digit(code: str) -> str:
-    """The same code with its last digit off by one (a typo the platform does not catch)."""
-    return code[:-1] + str((int(code[-1]) + 1) % 10)
 
 
 def access_key(*, issuer_cnpj: str, number: int, series: int, when: datetime, state_code: str = "35",
