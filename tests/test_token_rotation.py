@@ -362,18 +362,24 @@ def test_a_paused_connection_is_not_renewed_behind_the_operators_back(bling: Wor
     assert bling.box.token_calls == calls, "a connection paused for re-authorization sends no more token calls"
 
 
-def test_a_token_call_that_never_left_is_retried_later_without_a_pause(bling: World, monkeypatch: pytest.MonkeyPatch):
-    """Bling unreachable (connection refused): the refresh token was not spent, so strict rotation does not pause."""
-    grace(bling, monkeypatch, 0)
-    ensure_auth(bling.rt, bling.bling_id)
-    stale = credentials_of(bling.rt.vault, bling.connection())["access_token"]
-    bling.box.expire_access_tokens()
+def point_at_a_closed_port(bling: World) -> dict:
+    """Point the Bling connection at a port nothing listens on (connection refused); return its real options."""
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         nowhere = f"http://127.0.0.1:{closed.getsockname()[1]}/Api/v3"
     real = bling.connection().options
     with bling.rt.store.begin() as s:
         s.get_one(Connection, bling.bling_id).options = {**real, "base_url": nowhere}
+    return real
+
+
+def test_a_token_call_that_never_left_is_retried_later_without_a_pause(bling: World, monkeypatch: pytest.MonkeyPatch):
+    """Bling unreachable (connection refused): the refresh token was not spent, so strict rotation does not pause."""
+    grace(bling, monkeypatch, 0)
+    ensure_auth(bling.rt, bling.bling_id)
+    stale = credentials_of(bling.rt.vault, bling.connection())["access_token"]
+    bling.box.expire_access_tokens()
+    real = point_at_a_closed_port(bling)
     with pytest.raises(Retriable, match="ConnectError"):
         ensure_auth(bling.rt, bling.bling_id, stale_token=stale)
     conn = bling.connection()
@@ -510,12 +516,7 @@ def test_a_detached_renewal_that_never_reached_the_token_host_is_retried_without
     rt = detached(bling.rt, settings)
     stale = credentials_of(bling.rt.vault, bling.connection())["access_token"]
     bling.box.expire_access_tokens()
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        nowhere = f"http://127.0.0.1:{closed.getsockname()[1]}/Api/v3"
-    real = bling.connection().options
-    with bling.rt.store.begin() as s:
-        s.get_one(Connection, bling.bling_id).options = {**real, "base_url": nowhere}
+    real = point_at_a_closed_port(bling)
     with pytest.raises(Retriable, match="ConnectError") as failed:
         ensure_auth(rt, bling.bling_id, stale_token=stale)
     assert "reachable" in failed.value.fix, failed.value.fix
