@@ -59,6 +59,8 @@ from hub.sync.pull import sync_route
 
 FAULT_KINDS = ("500", "timeout", "timeout-after-write", "429")
 """The random faults played on both sandboxes; ``timeout-after-write`` serves the request and answers too late."""
+CPLUG_SURE_FAULTS = ("500", "timeout", "429")
+"""Queued on CPlug when the chaos starts, so its pulls meet each kind at least once whatever the random draw."""
 WORKER_SETTINGS = {"HUB_WORKER_THREADS": "8", "HUB_OPERATION_LEASE_SECONDS": "10",
                    "HUB_RELAY_INTERVAL_SECONDS": "0.2", "HUB_SCHEDULER_INTERVAL_SECONDS": "0.5",
                    "HUB_MAX_ATTEMPTS": "60", "HUB_MAX_BACKOFF_SECONDS": "2"}
@@ -518,6 +520,11 @@ def _run(rt: Runtime, settings: Settings, tenant: str, routes: tuple[str, str], 
         cplug.method("cancel_sale", sale["id"])
     pull_until_ok(rt, tenant, sales_route)  # the cancellations and their reversals, queued behind the pushes
     cplug.method("set_fault_rate", fault_rate, FAULT_KINDS, seed=seed + 4)
+    if fault_rate:
+        # CPlug serves only the scheduled pulls once the workers run (a few pages a minute): a random rate alone may
+        # never draw every kind, so each kind is also queued for the next requests.
+        for kind in CPLUG_SURE_FAULTS:
+            cplug.method("inject_fault", kind)
     ingested = time.monotonic()
 
     pool = Pool(worker_env(settings), log, workers)
@@ -551,9 +558,13 @@ def _run(rt: Runtime, settings: Settings, tenant: str, routes: tuple[str, str], 
                                            max(2, sales // 100))
         say(f"cancelled {len(late['cancelled'])} and exchanged {len(late['exchanged'])} more while the workers run")
         final = cplug.method("records", "sales")
-        wait_for(lambda: in_bling() >= len(created) and schedule.done_once(), 3600,
-                 "the sales read before the workers started in Bling, and each scheduled fault played once", log,
-                 every=1, stalled=stalled)
+        def cplug_played() -> bool:
+            played = cplug.call("stats").get("faults_played") or {}
+            return not fault_rate or all(played.get(kind) for kind in CPLUG_SURE_FAULTS)
+
+        wait_for(lambda: in_bling() >= len(created) and schedule.done_once() and cplug_played(), 3600,
+                 "the sales read before the workers started in Bling, each scheduled fault played once, and CPlug's "
+                 "pulls met each kind of fault", log, every=1, stalled=stalled)
         schedule.stopping.set()
         schedule.join(30)
         for child in children.values():
