@@ -28,10 +28,11 @@ test: $(TEST_STAMP) lint test-sqlite test-postgres
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy core/hub tests/example_plugin/hub_example plugins/cplug_pos/hub_cplug plugins/bling/hub_bling
+	$(BIN)/mypy core/hub tests/example_plugin/hub_example plugins/cplug_pos/hub_cplug plugins/bling/hub_bling plugins/zydon/hub_zydon plugins/pluggto/hub_pluggto
 
+# Each test has its own store, home and ports: the SQLite pass runs on every core.
 test-sqlite: $(TEST_STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto --durations=10
 
 # PostgreSQL + Redis on 127.0.0.1 (started if down), then alembic check and migrations up and down.
 test-postgres: $(TEST_STAMP)
@@ -42,7 +43,7 @@ test-postgres: $(TEST_STAMP)
 	HUB_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1/hub_ci $(BIN)/hub db downgrade base
 	HUB_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1/hub_ci $(BIN)/hub db upgrade
 	HUB_TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1/hub_ci HUB_TEST_REDIS_URL=redis://127.0.0.1:6379/15 \
-		$(BIN)/pytest -q
+		$(BIN)/pytest -q --durations=10
 
 clean:
 	rm -rf $(VENV) .hub

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,3 +49,36 @@ def lojinha_pair():
     yield (erp, servers[0].base_url), (shop, servers[1].base_url)
     for server in servers:
         server.stop()
+
+
+BACKEND_WORDS = ("fresh_database_url", "scratch_runtime", "Harness", "hub.store", "HUB_TEST_", "Runtime(")
+"""What a test (or one of its fixtures, or its module) says when it touches the store or the broker."""
+
+
+def _touches_backend(item: pytest.Item) -> bool:
+    if {"rt", "settings"} & set(getattr(item, "fixturenames", ())):
+        return True
+    function = getattr(item, "function", None)
+    sources = [m for m in (getattr(item, "module", None), inspect.getmodule(function)) if m is not None]
+    info = getattr(item, "_fixtureinfo", None)
+    for defs in (info.name2fixturedefs.values() if info is not None else ()):
+        sources.extend(d.func for d in defs)
+    for source in sources:
+        try:
+            text = inspect.getsource(source)
+        except (OSError, TypeError):
+            return True
+        if any(word in text for word in BACKEND_WORDS):
+            return True
+    return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The PostgreSQL + Redis pass runs only the tests that touch the store or the broker: the others (sandboxes,
+    mappers, parsers, CLI runs on their own SQLite home) would repeat the SQLite pass exactly."""
+    if not os.environ.get("HUB_TEST_DATABASE_URL") or os.environ.get("HUB_TEST_EVERYTHING"):
+        return
+    keep = [item for item in items if _touches_backend(item)]
+    if len(keep) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+        items[:] = keep

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import yaml
 from hub.config import apply as applying
@@ -33,3 +34,33 @@ def apply_demo_routes(rt: Runtime, tmp: Path, erp_url: str, shop_url: str, **ove
     assert not errors, errors
     applying.apply(parsed, rt.store, rt.vault)
     return path
+
+
+def apply_shipped(rt: Runtime, route_file: Path, tenant_id: str, ends: dict[str, tuple[Any, str]], path: Path,
+                  **changes: object) -> dict[str, int]:
+    """A plugin's shipped route file applied to served sandboxes: each connection named in ``ends`` (name -> sandbox,
+    base URL) gets the sandbox's options and credentials (through environment variables, as a user's file reads
+    them); ``changes`` replace dotted keys under the tenant."""
+    data = yaml.safe_load(route_file.read_text())
+    tenant = data["tenants"][tenant_id]
+    for name, (box, base_url) in ends.items():
+        info = box.connection(base_url)
+        conn = tenant["connections"][name]
+        conn["options"] = {**(conn.get("options") or {}), **info["options"]}
+        creds = {}
+        for key, value in info["credentials"].items():
+            var = f"{conn['platform']}_HUB_TEST_{key}".upper()
+            os.environ[var] = str(value)
+            creds[key] = {"env": var}
+        conn["credentials"] = creds
+    for dotted, value in changes.items():
+        node = tenant
+        *parents, last = dotted.split(".")
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    parsed = config.load(path)
+    errors, _ = applying.check(parsed, rt.registry, str(path))
+    assert not errors, errors
+    return applying.apply(parsed, rt.store, rt.vault, rt.registry)

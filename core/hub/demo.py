@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -97,12 +98,24 @@ def default_scenario(registry: Registry) -> Path:
                       fix="Install the platform plugins (make install), or pass --scenario FILE.")
 
 
-def run_demo(scenario_path: str | None, *, echo: Say | None = None, home: Path | None = None) -> dict[str, Any]:
+def hub_command() -> str:
+    """How to type ``hub`` here: the bare name when it is on PATH, else the full path (e.g. ``.venv/bin/hub``)."""
+    found = shutil.which("hub")
+    beside = Path(sys.executable).parent / "hub"
+    if found and (not beside.exists() or Path(found).resolve() == beside.resolve()):
+        return "hub"
+    return str(beside) if beside.exists() else "hub"
+
+
+def run_demo(scenario_path: str | None, *, echo: Say | None = None, home: Path | None = None,
+             keep: bool = False) -> dict[str, Any]:
+    """Run the scenario in ``home`` (kept), or in a temporary folder removed at the end unless ``keep``."""
     say = echo or (lambda _line: None)
     registry = get_registry()
     path = Path(scenario_path) if scenario_path else default_scenario(registry)
     scenario, routes_path, parsed, tenant = open_scenario(path)
     workdir = home or Path(tempfile.mkdtemp(prefix="hub-demo-"))
+    temporary = home is None and not keep
     settings = Settings(home=workdir)
     store = Store.from_url(settings.resolved_database_url())
     migrate.upgrade(store)
@@ -148,16 +161,22 @@ def run_demo(scenario_path: str | None, *, echo: Say | None = None, home: Path |
         refused = quarantined(rt, scenario.tenant)
         for q in refused:
             say(f"quarantined {q['entity']} {q['record']}: {q['reason']} (fix: {q['fix']})")
-        say(f"done; the demo's database is {settings.resolved_database_url()}")
-        say(f"try: HUB_HOME={workdir} hub status {scenario.tenant}   /   "
-            f"HUB_HOME={workdir} hub logs {scenario.tenant} --errors")
+        hub = hub_command()
+        if temporary:
+            say("done; the demo's temporary store is removed now (run it with --keep, or with HUB_HOME=DIR, to look "
+                f"around afterwards with `{hub} status {scenario.tenant}`)")
+        else:
+            say(f"done; the demo's database is {settings.resolved_database_url()}")
+            say(f"try: HUB_HOME={workdir} {hub} status {scenario.tenant}   /   "
+                f"HUB_HOME={workdir} {hub} logs {scenario.tenant} --errors   /   HUB_HOME={workdir} {hub} runs "
+                f"{scenario.tenant}")
         return {"database": settings.resolved_database_url(), "tenant": scenario.tenant, "status": status,
                 "quarantined": refused, "before": before, "after": after}
     finally:
         for srv in served:
             srv.stop()
         store.engine.dispose()
-        if home is None and echo is None:
+        if temporary:
             shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -133,7 +133,11 @@ def push_sale(ctx: ConnectorContext, record: Sale, external_id: str | None, idem
 def push_invoice(
     ctx: ConnectorContext, record: Invoice, external_id: str | None, idempotency_key: str
 ) -> PushResult:
-    """Send an authorized invoice to a platform that needs it (e.g. its XML to a marketplace)."""
+    """Send an authorized invoice to a platform that needs it (e.g. its XML to a marketplace).
+
+    When a route's sink issues the NF-e of a sale that came from this platform (``emit_invoices``), the core sends
+    it back here once it is authorized, with ``record.sale.external_id`` set to the sale's id on this platform.
+    An invoice the platform already holds for that sale counts as done."""
 
 
 @hookspec

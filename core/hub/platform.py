@@ -85,6 +85,9 @@ class Platform:
     rotation whose answer was lost is retried at once instead of waiting for a person."""
     mapping_tables: tuple[MappingTable, ...] = ()
     streams: tuple[StreamSpec, ...] = ()
+    required_mappings: frozenset[str] = frozenset()
+    """DE-PARA tables a route that reads sales from this platform must have: its keys mean nothing on any other
+    platform (CPlug's payment-method ids), so passing them through unchanged would refuse every sale at push time."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 

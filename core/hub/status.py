@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -50,7 +51,8 @@ def tenant_status(rt: Runtime, tenant: str) -> dict[str, Any]:
                     "failed": ops.get((route.id, stream, "failed"), 0),
                     "done": ops.get((route.id, stream, "done"), 0),
                 })
-            routes.append({"name": route.name, "enabled": route.enabled, "source": conns[route.source_id].name,
+            routes.append({"name": route.name, "enabled": route.enabled, "paused_at": route.paused_at,
+                           "source": conns[route.source_id].name,
                            "sink": conns[route.sink_id].name, "streams": streams,
                            "sync_failures": route.sync_failures, "next_run_at": route.next_run_at})
         quarantined = s.scalar(select(func.count()).select_from(Quarantine).where(
@@ -67,12 +69,32 @@ def tenant_status(rt: Runtime, tenant: str) -> dict[str, Any]:
         }
 
 
-def api_log(rt: Runtime, tenant: str, limit: int = 50, only_errors: bool = False) -> list[dict[str, Any]]:
+def api_log(rt: Runtime, tenant: str, limit: int = 50, only_errors: bool = False, *, connection: str | None = None,
+            status: int | None = None, action: str | None = None, since: datetime | None = None,
+            warnings: bool = True) -> list[dict[str, Any]]:
+    """The newest calls first. ``only_errors`` keeps failed calls; ``warnings=False`` drops the warnings a
+    platform sent with a successful write (logged as errors starting with "warning:"), so errors are not buried."""
     with rt.store.sessions() as s:
+        names = dict(s.execute(select(Connection.id, Connection.name).where(Connection.tenant_id == tenant)).all())
         query = select(ApiCall).where(ApiCall.tenant_id == tenant).order_by(ApiCall.id.desc()).limit(limit)
         if only_errors:
             query = query.where(ApiCall.error.is_not(None))
-        return [{"at": c.at, "action": c.action, "model": c.model, "status": c.status, "ms": c.duration_ms,
+        if not warnings:
+            query = query.where(ApiCall.error.is_(None) | ApiCall.error.not_like("warning:%"))
+        if connection is not None:
+            ids = [i for i, n in names.items() if n == connection]
+            if not ids:
+                raise Fatal(f"tenant {tenant!r} has no connection {connection!r} (connections: "
+                            f"{', '.join(sorted(names.values())) or 'none'})", fix="Check the name with hub status.")
+            query = query.where(ApiCall.connection_id.in_(ids))
+        if status is not None:
+            query = query.where(ApiCall.status == status)
+        if action:
+            query = query.where(ApiCall.action.contains(action, autoescape=True))
+        if since is not None:
+            query = query.where(ApiCall.at >= since)
+        return [{"at": c.at, "connection": names.get(c.connection_id) if c.connection_id else None,
+                 "action": c.action, "model": c.model, "status": c.status, "ms": c.duration_ms,
                  "error": c.error, "fix": c.fix} for c in s.scalars(query)]
 
 

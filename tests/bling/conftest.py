@@ -79,7 +79,7 @@ class World:
         with self.rt.store.sessions() as s:
             rows = s.execute(select(Binding.canonical_id, Binding.external_id).where(
                 Binding.connection_id == (connection_id or self.bling_id), Binding.entity == entity))
-            return dict(rows.tuples())
+            return {canonical: external for canonical, external in rows}
 
     def count(self, model: Any, *where: Any) -> int:
         with self.rt.store.sessions() as s:

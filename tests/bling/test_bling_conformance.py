@@ -1,11 +1,11 @@
-"""The core's conformance kit against the Bling sandbox, stream by stream: products and customers are pulled,
-customers and sales pushed."""
+"""The core's conformance kit against the Bling sandbox, stream by stream: products, customers and sales are
+pulled, customers, payment methods and sales pushed."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from hub.models import Customer, Sale
+from hub.models import Customer, PaymentMethod, Sale
 from hub.testing import ConnectorConformance
 
 from tests.bling.conftest import customer as bling_customer
@@ -19,15 +19,19 @@ def customer(i: int) -> Customer:
     return bling_customer(DOCUMENTS[i % len(DOCUMENTS)]).model_copy(update={"name": f"Cliente {i}"})
 
 
+def payment_method(i: int) -> PaymentMethod:
+    return PaymentMethod(code=f"zy-{i}", name=f"Boleto Zydon {i}", tpag="15")
+
+
 def sale(i: int) -> Sale:
     return bling_sale(f"CONF-{i}", [("CONF-SKU", "19.90")], status="Atendido", method="Dinheiro")
 
 
 class TestBling(ConnectorConformance):
     platform = "bling"
-    pull_streams = ("products", "customers")
+    pull_streams = ("products", "customers", "sales")
     reads_retried = True
-    push_streams = {"customers": customer, "sales": sale}
+    push_streams = {"customers": customer, "payment_methods": payment_method, "sales": sale}
     sandbox_options = {"rate_per_second": 100}
 
     def prepare(self, sandbox: Any) -> None:

@@ -3,8 +3,11 @@ minute ago is found: a miss reads the list again once before refusing."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from hub.errors import Fatal
+from hub.models import Payment
 from hub.sync.loading import make_context
 from hub_bling import sales
 
@@ -37,7 +40,9 @@ def test_a_deposit_and_a_payment_method_created_in_bling_after_the_lookup_are_fo
     world.box.seed("payment_methods", 2)
     order = sale("7001", [("SKU-1", "10.00")])
     first = world.box.records("payment_methods")[0]
-    assert sales.payment_method_id(later, str(first["descricao"]), order, 0) == int(first["id"])
+    assert sales.payment_method_id(later, Payment(method=str(first["descricao"]), amount=Decimal("10")), order, 0) \
+        == int(first["id"])
     method = world.box.create("payment_methods", {"descricao": "Pix Maquininha Nova"})
-    assert sales.payment_method_id(later, "Pix Maquininha Nova", order, 0) == int(method), \
+    assert sales.payment_method_id(later, Payment(method="Pix Maquininha Nova", amount=Decimal("10")), order, 0) \
+        == int(method), \
         "a forma de pagamento created since the lookup must be found"

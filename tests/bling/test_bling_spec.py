@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import httpx
-from hub.models import Category
+from hub.models import Category, PaymentMethod
 from hub.store.schema import Record
 from hub_bling import spec
 from sqlalchemy import select
@@ -31,7 +31,7 @@ def test_every_request_the_connector_sends_validates_against_the_published_spec(
     world.box.seed("sellers", 2)
     world.box.seed("payment_methods", 5)
     world.box.seed("customers", 5)
-    world.route("catalog", ["categories", "products", "stock", "sellers", "payment_methods", "customers"],
+    world.route("catalog", ["categories", "products", "stock", "prices", "sellers", "payment_methods", "customers"],
                 pull=True)
     assert world.pull("catalog").ok
     world.route("sales", ["sales"], mappings=MAPPINGS, transitions=TRANSITIONS, emit_invoices=True)
@@ -41,6 +41,11 @@ def test_every_request_the_connector_sends_validates_against_the_published_spec(
     world.drain()
     world.stage("sales", "sales", first.model_copy(update={"status": "canceled"}))
     world.drain()
+    world.route("methods", ["payment_methods"])
+    world.stage("methods", "payment_methods", PaymentMethod(code="zy-1", name="Boleto Zydon", tpag="15"))
+    world.drain()
+    world.route("orders", ["sales"], pull=True)
+    assert world.pull("orders").ok
     published = json.loads(SPEC.read_text())
     log = [r for r in world.box.request_log if not r["path"].startswith("/oauth")]
     assert len(log) > 40
@@ -53,7 +58,9 @@ def test_every_request_the_connector_sends_validates_against_the_published_spec(
     for needed in [("GET", "/produtos"), ("GET", "/produtos/{idProduto}"), ("POST", "/pedidos/vendas"),
                    ("POST", "/pedidos/vendas/{idPedidoVenda}/lancar-estoque"),
                    ("PATCH", "/pedidos/vendas/{idPedidoVenda}/situacoes/{idSituacao}"),
-                   ("POST", "/pedidos/vendas/{idPedidoVenda}/gerar-nfe"), ("POST", "/nfe/{idNotaFiscal}/enviar")]:
+                   ("POST", "/pedidos/vendas/{idPedidoVenda}/gerar-nfe"), ("POST", "/nfe/{idNotaFiscal}/enviar"),
+                   ("GET", "/pedidos/vendas"), ("GET", "/pedidos/vendas/{idPedidoVenda}"),
+                   ("POST", "/formas-pagamentos")]:
         assert needed in kinds, needed
 
 

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from hub.bench.chaos import seed_catalog
-from hub.config import apply as applying
-from hub.config import routes as config
 from hub.sandbox import Served, serve
 from hub.store.schema import ApiCall, Binding, Connection, Operation, Quarantine
 from hub.sync.drain import drain
@@ -22,6 +18,8 @@ from hub_bling.sandbox import BlingSandbox
 from hub_cplug.plugin import ROUTES
 from hub_cplug.sandbox import CPlugSandbox
 from sqlalchemy import func, select
+
+from tests.flows import apply_shipped
 
 ROUTE_FILE = ROUTES / "bling.yaml"
 TENANT = "loja"
@@ -37,29 +35,9 @@ class Pair:
 
     def apply(self, **changes: Any) -> dict[str, int]:
         """Apply the shipped route file (with ``changes``: dotted keys under the tenant) to the sandboxes."""
-        data = yaml.safe_load(ROUTE_FILE.read_text())
-        tenant = data["tenants"][TENANT]
-        for name, box, served in (("bling", self.bling, self.servers[0]), ("cplug", self.cplug, self.servers[1])):
-            info = box.connection(served.base_url)
-            conn = tenant["connections"][name]
-            conn["options"] = {**(conn.get("options") or {}), **info["options"]}
-            creds = {}
-            for key, value in info["credentials"].items():
-                var = f"{conn['platform']}_HUB_TEST_{key}".upper()
-                os.environ[var] = str(value)
-                creds[key] = {"env": var}
-            conn["credentials"] = creds
-        for dotted, value in changes.items():
-            node = tenant
-            *parents, last = dotted.split(".")
-            for key in parents:
-                node = node[key]
-            node[last] = value
-        self.path.write_text(yaml.safe_dump(data, allow_unicode=True))
-        parsed = config.load(self.path)
-        errors, _ = applying.check(parsed, self.rt.registry, str(self.path))
-        assert not errors, errors
-        return applying.apply(parsed, self.rt.store, self.rt.vault, self.rt.registry)
+        return apply_shipped(self.rt, ROUTE_FILE, TENANT, {"bling": (self.bling, self.servers[0].base_url),
+                                                           "cplug": (self.cplug, self.servers[1].base_url)},
+                             self.path, **changes)
 
     def sync(self, route: str, full: bool = False) -> SyncReport:
         report = sync_route(self.rt, TENANT, route, full=full)

@@ -1,5 +1,6 @@
-"""Chaos: 1,000 POS sales through the shipped CPlug -> Bling route while 20% of the API requests on both platforms
-fail (5xx, timeouts past the client's timeout, 429s), and the worker (`hub run`) is SIGKILLed mid-run and restarted.
+"""Chaos at CI size (`hub bench chaos` runs the same at 10,000 on PostgreSQL + Redis): 400 POS sales through the
+shipped CPlug -> Bling route while 20% of the API requests on both platforms fail (5xx, timeouts past the client's
+timeout, 429s), and the worker (`hub run`) is SIGKILLed mid-run and restarted.
 
 Afterwards every sale is in Bling exactly once, each transition action ran exactly once (Bling's ledgers), no
 customer was created twice, nothing was lost and nothing failed; the sales cancelled before the run, and those
@@ -34,7 +35,7 @@ from hub_cplug.sandbox import CPlugSandbox
 
 from tests.integration.conftest import TENANT, Pair
 
-SALES = 1000
+SALES = 400
 FAULT_RATE = 0.2
 KINDS = ("500", "timeout", "429")
 
@@ -63,7 +64,7 @@ def counts(rt: Runtime, **where: str) -> dict[str, int]:
 
 
 @pytest.mark.slow
-def test_chaos_1000_sales_with_faults_and_a_killed_worker_land_exactly_once(chaos: Pair, settings: Settings,
+def test_chaos_sales_with_faults_and_a_killed_worker_land_exactly_once(chaos: Pair, settings: Settings,
                                                                            tmp_path: Path) -> None:
     rt, bling, cplug = chaos.rt, chaos.bling, chaos.cplug
     log = tmp_path / "worker.log"
@@ -83,7 +84,7 @@ def test_chaos_1000_sales_with_faults_and_a_killed_worker_land_exactly_once(chao
     bling.set_fault_rate(FAULT_RATE, KINDS, seed=7)
 
     # The backlog is read before CPlug's faults start: a CPlug pull retries no 5xx or timeout and reads its whole
-    # window again after one, so a 1,000-sale window under 13% failing requests takes dozens of runs (minutes).
+    # window again after one, so a large window under 13% failing requests takes dozens of runs (minutes).
     # The worker's scheduled pulls below meet CPlug's faults.
     pull_until_ok(rt, TENANT, "sales")  # every sale recorded closed; pushes and "lancar" actions wait in the outbox
     marks["first pull"] = time.monotonic() - started
@@ -97,8 +98,8 @@ def test_chaos_1000_sales_with_faults_and_a_killed_worker_land_exactly_once(chao
     marks["pulled"] = time.monotonic() - started
     worker = start_worker(settings, log)
     try:
-        wait_for(lambda: counts(rt, kind="push_sale").get("done", 0) >= 300
-                 and counts(rt).get("running", 0) > 0, 180, "300 sales in Bling with operations in flight", log)
+        wait_for(lambda: counts(rt, kind="push_sale").get("done", 0) >= SALES * 0.3
+                 and counts(rt).get("running", 0) > 0, 180, "30% of the sales in Bling with operations in flight", log)
     finally:
         worker.send_signal(signal.SIGKILL)
         worker.wait(10)
@@ -109,7 +110,8 @@ def test_chaos_1000_sales_with_faults_and_a_killed_worker_land_exactly_once(chao
     worker = start_worker(settings, log)
     try:
         # Sales cancelled while the restarted worker runs: its scheduled pulls (faults included) bring them.
-        wait_for(lambda: len(bling.records("sales")) >= 400, 180, "400 orders in Bling after the restart", log)
+        wait_for(lambda: len(bling.records("sales")) >= SALES * 0.4, 180,
+                 "40% of the orders in Bling after the restart", log)
         in_bling = {str(o["numeroLoja"]) for o in bling.records("sales")}
         cancelled_later = {str(s["id"]) for s in [s for s in sales if str(s["id"]) not in cancelled_before
                                                   and str(s["number"]) in in_bling][:20]}

@@ -1,4 +1,4 @@
-"""Each rule of seeds 002 and 003 (CPlug's knowledge base and FAQ on its Bling integration), checked end to end:
+"""Each rule of CPlug's articles "Integração Bling" and "Dúvidas comuns - Integração Bling", checked end to end:
 the shipped route file, both sandboxes over real HTTP, the real store and the outbox."""
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def _stock(pair: Pair, product_code: str, deposit: str) -> Decimal:
     return sum((Decimal(str(m["quantidade"])) * (-1 if m["operacao"] == "S" else 1) for m in moves), Decimal(0))
 
 
-# --- seed 002, "Sincronização de produtos": Bling -> CPlug ------------------------------------------------------
+# --- CPlug's "Integração Bling", "Sincronização de produtos": Bling -> CPlug ------------------------------------------
 
 
 def test_seed002_products_go_bling_to_cplug_with_name_grid_fiscal_category_price_and_barcode(pair: Pair):
@@ -101,7 +101,7 @@ def test_seed002_cplugs_categories_are_replaced_by_blings(pair: Pair):
     assert names - bling_names <= {"Sem categoria"}, "what is left came from Bling (or files uncategorized ones)"
 
 
-# --- seed 002, "Sincronização de vendas" and "de cadastro de clientes": CPlug -> Bling ---------------------------
+# --- CPlug's "Integração Bling", "Sincronização de vendas" and "de cadastro de clientes": CPlug -> Bling --------------
 
 
 def test_seed002_sales_go_cplug_to_bling_with_customer_linked_by_cpf_never_duplicated(pair: Pair):
@@ -199,7 +199,7 @@ def test_seed002_cancellations_in_cplug_reverse_stock_and_accounts_in_bling(pair
     assert len(accounts) == 2, "posted once, reversed once"
 
 
-# --- seed 002, "Limitações" ------------------------------------------------------------------------------------
+# --- CPlug's "Integração Bling", "Limitações" -------------------------------------------------------------------------
 
 
 def test_seed002_stock_lives_only_in_bling_and_sales_debit_it(pair: Pair):
@@ -226,7 +226,7 @@ def test_seed002_several_stores_debit_the_deposit_of_the_store_that_sold(pair: P
     assert _stock(pair, sku, "Loja Shopping") == -2
 
 
-# --- seed 002, section 5: the transition manager -----------------------------------------------------------------
+# --- CPlug's "Integração Bling", section 5: the transition manager ----------------------------------------------------
 
 
 def test_seed002_section5_fulfilled_posts_stock_and_accounts_exactly_once(pair: Pair):
@@ -252,7 +252,7 @@ def test_seed002_section5_the_transition_table_is_configurable_per_tenant(pair: 
     assert len(pair.bling.records("accounts")) == 1
 
 
-# --- seed 002, "Processo de devolução/troca no PDV" -------------------------------------------------------------
+# --- CPlug's "Integração Bling", "Processo de devolução/troca no PDV" -------------------------------------------------
 
 
 def test_seed002_exchange_sends_the_new_sale_and_cancels_the_original_in_bling_once(pair: Pair):
@@ -280,7 +280,7 @@ def test_seed002_exchange_sends_the_new_sale_and_cancels_the_original_in_bling_o
     assert f"Troca/devolução da venda {original['number']}" in orders[str(new["number"])]["observacoes"]
 
 
-# --- seed 002, "Sincronizar dados", "Logs de API" and "Fluxos resolutivos" ---------------------------------------
+# --- CPlug's "Integração Bling", "Sincronizar dados", "Logs de API" and "Fluxos resolutivos" --------------------------
 
 
 def test_seed002_first_sync_is_full_later_ones_move_only_changes_and_status_shows_each_models_last_sync(pair: Pair):
@@ -315,7 +315,7 @@ def test_seed002_api_logs_suggest_the_check_when_editar_numero_do_pedido_blocks_
     assert len(pair.bling_orders()) == 1
 
 
-# --- seed 003 (FAQ) ----------------------------------------------------------------------------------------------
+# --- CPlug's "Dúvidas comuns - Integração Bling" ----------------------------------------------------------------------
 
 
 def test_seed003_bling_sales_do_not_go_up_to_cplug(pair: Pair):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from hub.bench.changes import bench_changes
 from hub.bench.chaos import bench_chaos
 from hub.bench.e2e import bench_e2e
 from hub.bench.store import bench_store
@@ -16,4 +17,5 @@ def bench() -> None:
 
 bench.add_command(bench_store)
 bench.add_command(bench_e2e)
+bench.add_command(bench_changes)
 bench.add_command(bench_chaos)

@@ -44,7 +44,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from hub.app import build_runtime
-from hub.bench.sandboxes import Child, start_sandboxes
+from hub.bench.sandboxes import Child, exit_on_sigterm, start_sandboxes
 from hub.config import apply as applying
 from hub.demo import default_scenario, open_scenario
 from hub.errors import ConfigError, HubError
@@ -658,6 +658,7 @@ def bench_chaos(sales: int, workers: int, fault_rate: float, kill_every: float, 
                 token_drops: bool, as_json: bool) -> None:
     """SALES POS sales through the CPlug -> Bling route under faults, kills, a broker flush, a store-connection
     purge and token expiries, then an audit; exits 1 when the audit finds a violation."""
+    exit_on_sigterm()
     try:
         figures = run_chaos(sales, database_url, redis_url, workers=workers, fault_rate=fault_rate,
                             kill_every=kill_every, token_expiry_every=token_expiry_every, seed=seed,

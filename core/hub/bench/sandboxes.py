@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import threading
 from multiprocessing.connection import Connection as Pipe
 from typing import Any
@@ -16,6 +17,16 @@ from typing import Any
 from hub.config import routes as config
 from hub.errors import ConfigError
 from hub.registry import get_registry
+
+
+def exit_on_sigterm() -> None:
+    """Make SIGTERM unwind like Ctrl-C, so a bench stopped with ``kill`` stops its `hub run` processes and sandbox
+    children in its ``finally`` blocks instead of leaving them running."""
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+
 
 # --- a sandbox in its own process ---------------------------------------------------------------------------
 

@@ -78,30 +78,68 @@ def db() -> None:
 
 @db.command("upgrade")
 @click.option("--revision", default="head", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
 @friendly_errors
-def db_upgrade(revision: str) -> None:
-    """Migrate the database to the current schema (safe to run on every deploy)."""
+def db_upgrade(revision: str, as_json: bool) -> None:
+    """Migrate the database to the current schema (safe to run on every deploy); creates the store if needed."""
     from hub.settings import get_settings
     from hub.store import migrate
     from hub.store.engine import Store
 
     store = Store.from_url(get_settings().resolved_database_url())
+    before, _ = migrate.current_and_heads(store)
     migrate.upgrade(store, revision)
     current, heads = migrate.current_and_heads(store)
-    click.echo(f"database at {', '.join(sorted(current))} (head: {', '.join(sorted(heads))})")
+    url = store.engine.url.render_as_string(hide_password=True)
+    if as_json:
+        echo_json({"database": url, "before": sorted(before), "current": sorted(current), "head": sorted(heads)})
+        return
+    click.echo(f"database at {', '.join(sorted(current))} (head: {', '.join(sorted(heads))}): {url}")
 
 
 @db.command("downgrade")
 @click.argument("revision")
+@click.option("--json", "as_json", is_flag=True)
 @friendly_errors
-def db_downgrade(revision: str) -> None:
+def db_downgrade(revision: str, as_json: bool) -> None:
     """Migrate the database down to REVISION ("base" drops everything)."""
+    from hub.cli.common import check_home
     from hub.settings import get_settings
     from hub.store import migrate
     from hub.store.engine import Store
 
-    migrate.downgrade(Store.from_url(get_settings().resolved_database_url()), revision)
+    check_home()
+    store = Store.from_url(get_settings().resolved_database_url())
+    migrate.downgrade(store, revision)
+    current, _heads = migrate.current_and_heads(store)
+    if as_json:
+        echo_json({"current": sorted(current)})
+        return
     click.echo(f"database at {revision}")
+
+
+@db.command("status")
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def db_status(as_json: bool) -> None:
+    """Where the store is and whether its schema is current (exit 1 when `hub db upgrade` is needed)."""
+    from hub.cli.common import check_home
+    from hub.settings import get_settings
+    from hub.store import migrate
+    from hub.store.engine import Store
+
+    check_home()
+    store = Store.from_url(get_settings().resolved_database_url())
+    current, heads = migrate.current_and_heads(store)
+    url = store.engine.url.render_as_string(hide_password=True)
+    up_to_date = current == heads
+    if as_json:
+        echo_json({"database": url, "current": sorted(current), "head": sorted(heads), "up_to_date": up_to_date})
+    else:
+        click.echo(f"database {url}: at {', '.join(sorted(current)) or 'nothing (never migrated)'}, "
+                   f"head {', '.join(sorted(heads))}" + ("" if up_to_date else "; run `hub db upgrade`"))
+    if not up_to_date:
+        raise SystemExit(1)
 
 
 @click.group()
@@ -109,7 +147,8 @@ def routes() -> None:
     """Declarative route files."""
 
 
-def _check(path: str) -> object:
+def _check(path: str, quiet: bool = False) -> tuple[object, list[str]]:
+    """The parsed file and its warnings; a ConfigError listing every error (with its line) otherwise."""
     from hub.config import apply as applying
     from hub.config import routes as config
     from hub.errors import ConfigError
@@ -117,22 +156,43 @@ def _check(path: str) -> object:
 
     parsed = config.load(path)
     errors, warnings = applying.check(parsed, get_registry(), path)
-    for warning in warnings:
-        click.secho(f"warning: {warning}", fg="yellow", err=True)
+    warnings = [config.with_line(parsed, w) for w in warnings]
+    if not quiet:
+        for warning in warnings:
+            click.secho(f"warning: {warning}", fg="yellow", err=True)
     if errors:
-        raise ConfigError("\n".join(errors), fix="Correct the keys listed above, then validate again.")
-    return parsed
+        raise ConfigError("\n".join(config.with_line(parsed, e) for e in errors), fix=config.CLOSING)
+    return parsed, warnings
+
+
+def _invalid_json(path: str, exc: Exception) -> None:
+    from hub.errors import HubError
+
+    assert isinstance(exc, HubError)
+    echo_json({"file": path, "valid": False, "errors": exc.message.splitlines(), "fix": exc.fix})
+    raise SystemExit(1)
 
 
 @routes.command("validate")
 @click.argument("path", type=click.Path())
+@click.option("--json", "as_json", is_flag=True)
 @friendly_errors
-def routes_validate(path: str) -> None:
+def routes_validate(path: str, as_json: bool) -> None:
     """Check a route file against the schema and the installed plugins; nothing is written."""
     from hub.config.routes import RoutesFile
+    from hub.errors import ConfigError
 
-    parsed = _check(path)
+    try:
+        parsed, warnings = _check(path, quiet=as_json)
+    except ConfigError as exc:
+        if not as_json:
+            raise
+        _invalid_json(path, exc)
+        return
     assert isinstance(parsed, RoutesFile)
+    if as_json:
+        echo_json({"file": path, "valid": True, "tenants": list(parsed.tenants), "warnings": warnings})
+        return
     click.echo(f"{path}: valid (tenants: {', '.join(parsed.tenants)})")
 
 
@@ -141,26 +201,35 @@ def routes_validate(path: str) -> None:
 @click.option("--tenant", "tenants", multiple=True, metavar="TENANT",
               help="Apply this tenant's block (repeatable); other tenants in the file are left untouched.")
 @click.option("--all-tenants", is_flag=True, help="Apply every tenant the file names.")
+@click.option("--json", "as_json", is_flag=True)
 @friendly_errors
-def routes_apply(path: str, tenants: tuple[str, ...], all_tenants: bool) -> None:
+def routes_apply(path: str, tenants: tuple[str, ...], all_tenants: bool, as_json: bool) -> None:
     """Validate a route file, then write the named tenants to the store (credentials encrypted).
 
     A file naming one tenant applies to it; a file naming several needs --tenant for each, or --all-tenants."""
-    from hub.app import build_runtime
+    from hub.cli.common import store_runtime
     from hub.config import apply as applying
     from hub.config.routes import RoutesFile
     from hub.errors import ConfigError
-    from hub.store.migrate import require_head
 
     if tenants and all_tenants:
         raise ConfigError("--tenant and --all-tenants were both given", fix="Use one of them.")
     chosen: applying.Scope = "all" if all_tenants else (list(tenants) or None)
-    parsed = _check(path)
+    try:
+        parsed, warnings = _check(path, quiet=as_json)
+    except ConfigError as exc:
+        if not as_json:
+            raise
+        _invalid_json(path, exc)
+        return
     assert isinstance(parsed, RoutesFile)
     applying.scope(parsed, chosen)
-    rt = build_runtime()
-    require_head(rt.store)
+    rt = store_runtime()
     counts = applying.apply(parsed, rt.store, rt.vault, rt.registry, tenants=chosen)
+    if as_json:
+        echo_json({"file": path, "applied": dict(counts), "skipped": counts.skipped, "notices": counts.notices,
+                   "warnings": warnings})
+        return
     click.echo(f"applied {path}: " + ", ".join(f"{n} {k}" for k, n in counts.items() if k != "resynced"))
     if counts.skipped:
         click.echo(f"skipped tenants not named with --tenant: {', '.join(counts.skipped)}")
@@ -169,6 +238,37 @@ def routes_apply(path: str, tenants: tuple[str, ...], all_tenants: bool) -> None
     if counts["resynced"]:
         click.secho(f"warning: an option that changes what is written to a platform changed after the first sync; "
                     f"the next sync of {counts['resynced']} route(s) is a full resync", fg="yellow")
+
+
+@routes.command("check")
+@click.argument("tenant")
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def routes_check(tenant: str, as_json: bool) -> None:
+    """Online: read both platforms' lists (payment methods...) and the stored sales, and report every DE-PARA value
+    the sink does not offer and every source value with no entry (exit 1 when there is one)."""
+    from hub.cli.common import store_runtime
+    from hub.mappings import tenant_check
+    from hub.privacy import mask_value
+
+    found = tenant_check(store_runtime(), tenant)
+    problems = [p for reports in found.values() for r in reports for p in r.problems]
+    unreadable = [f"{route}.{r.table}: {side}: {err}" for route, reports in found.items() for r in reports
+                  for side, err in (("source", r.source.error), ("sink", r.sink.error)) if err]
+    if as_json:
+        echo_json(mask_value({"tenant": tenant, "ok": not problems, "problems": problems,
+                              "unreadable": unreadable,
+                              "routes": {k: [r.as_dict() for r in v] for k, v in found.items()}}))
+    else:
+        for line in unreadable:
+            click.secho(f"warning: could not read {line}", fg="yellow", err=True)
+        for problem in problems:
+            click.secho(f"problem: {problem}", fg="red")
+        checked = sum(len(v) for v in found.values())
+        click.echo(f"{tenant}: {checked} DE-PARA tables in {len(found)} routes checked; {len(problems)} problems"
+                   + (" (see `hub mappings TENANT ROUTE`)" if problems else ""))
+    if problems:
+        raise SystemExit(1)
 
 
 class AuthGroup(click.Group):
@@ -191,12 +291,10 @@ def _reauthorize(platform: str) -> click.Command:
     @friendly_errors
     def command(tenant: str, connection_name: str | None) -> None:
         """Authorize TENANT's connection again with its configured credentials, and resume it."""
-        from hub.app import build_runtime
         from hub.auth import authorize, find_connection
-        from hub.store.migrate import require_head
+        from hub.cli.common import store_runtime
 
-        rt = build_runtime()
-        require_head(rt.store)
+        rt = store_runtime()
         conn = find_connection(rt, tenant, platform, connection_name)
         resumed = authorize(rt, conn.id, {})
         click.echo(f"authorized {tenant}/{conn.name}; {resumed} waiting operations resume now")
@@ -227,12 +325,14 @@ def secrets_generate() -> None:
 def secrets_rotate() -> None:
     """Re-encrypt every connection's credentials and secret options with the first key of HUB_SECRET_KEY, so the
     keys after it can be retired."""
+    from hub.cli.common import check_home
     from hub.config.secrets import rotate_all
     from hub.crypto import Vault
     from hub.settings import get_settings
     from hub.store.engine import Store
     from hub.store.migrate import require_head
 
+    check_home()
     settings = get_settings()
     vault = Vault(settings)
     store = Store.from_url(settings.resolved_database_url())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Collection
 from datetime import datetime
 from typing import Any, Literal
@@ -13,13 +14,14 @@ from sqlalchemy.orm import Session
 
 from hub.config.routes import RoutesFile, env_fix, env_refusal, expand, parse_duration, read_env
 from hub.config.secrets import connection_options, split_options
+from hub.control import reinstall
 from hub.crypto import Vault
-from hub.errors import ConfigError
+from hub.errors import ConfigError, Fatal
 from hub.platform import Platform
 from hub.registry import Registry
 from hub.store.engine import Store, utcnow
 from hub.store.schema import Binding, Connection, Cursor, Operation, Route, Tenant
-from hub.streams import known_streams, known_tables
+from hub.streams import known_streams, known_tables, stream_spec
 from hub.sync.loading import PAUSE_FOR_REAUTH
 
 
@@ -53,6 +55,10 @@ def check(config: RoutesFile, registry: Registry, path: str) -> tuple[list[str],
                     refusal = env_refusal(name, conn.platform)
                     if refusal is not None:
                         errors.append(f"{key}.credentials.{cred}: {refusal} (fix: {env_fix(name, conn.platform)})")
+                    elif not os.environ.get(name):
+                        errors.append(f"{key}.credentials.{cred}: environment variable {name} is not set (fix: "
+                                      f"export {name}=... before applying the routes, or write `credentials: stored` "
+                                      "for a connection whose secrets are already in the store)")
                 for needed in platform.credentials:
                     if needed not in conn.credentials:
                         errors.append(f"{key}.credentials.{needed}: missing "
@@ -96,11 +102,32 @@ def check(config: RoutesFile, registry: Registry, path: str) -> tuple[list[str],
                         sink.name, "prune_catalog")):
                     errors.append(f"{key}.replace: {stream!r} cannot be replaced on the sink (fix: list only streams "
                                   "of this route, on a sink whose plugin can delete them)")
+            for stream, fields in route.updates.items():
+                if stream not in route.streams:
+                    errors.append(f"{key}.updates.{stream}: {stream!r} is not one of the route's streams (fix: add "
+                                  "it to streams, or remove the entry)")
+                    continue
+                try:
+                    known = set(stream_spec(stream, registry).model.model_fields)
+                except Fatal:
+                    continue
+                for name in fields:
+                    if name not in known:
+                        errors.append(f"{key}.updates.{stream}: {stream} records have no field {name!r} (fix: use "
+                                      f"one of: {', '.join(sorted(known - {'entity'}))})")
             if route.emit_invoices and sink is not None and (
                     "sales" not in route.streams or not registry.implements(sink.name, "emit_invoice")):
                 errors.append(f"{key}.emit_invoices: {sink.name} cannot issue NF-e for this route "
                               f"(fix: remove emit_invoices, or route sales to a sink that issues invoices)")
-            if "sales" in route.streams and route.mappings.payment_methods is None:
+            required = source.required_mappings if source is not None and "sales" in route.streams \
+                and "sales" not in route.updates else frozenset()
+            for table in sorted(required):
+                if getattr(route.mappings, table, None) is None and not (route.mappings.model_extra or {}).get(table):
+                    errors.append(f"{key}.mappings.{table}: {source.name if source else ''} sales need this DE-PARA "
+                                  f"table (fix: add mappings.{table} mapping each {source.name if source else ''} "
+                                  f"value to the sink's; `hub mappings TENANT {rname}` lists both sides)")
+            if "sales" in route.streams and "sales" not in route.updates and route.mappings.payment_methods is None \
+                    and "payment_methods" not in required:
                 warnings.append(f"{key}.mappings.payment_methods: not set, so payment methods pass through "
                                 f"unchanged (fix: add a DE-PARA table if the platforms name them differently)")
     return errors, warnings
@@ -279,6 +306,9 @@ def apply(config: RoutesFile, store: Store, vault: Vault, registry: Registry | N
                     if stored != secret_options:
                         conn.secret_options = vault.encrypt(secret_options) if secret_options else None
                     conn.options, conn.credentials_env, conn.updated_at = clear, env_refs, now
+                    if reinstall(conn):
+                        counts.notices.append(f"connection {tid}/{cname} was uninstalled; it is reinstalled and "
+                                              "its queued operations go out again")
                 if secrets:
                     current = vault.decrypt(conn.credentials) if conn.credentials else {}
                     if any(current.get(k) != v for k, v in secrets.items()):

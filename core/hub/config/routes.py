@@ -117,7 +117,21 @@ class RouteConfig(Strict):
     replace: list[str] = Field(
         default_factory=list, description="streams whose records on the sink are replaced by the source's: after a "
                                           "full sync, the sink's other records of that stream are deleted")
+    updates: dict[str, list[str]] = Field(
+        default_factory=dict, description="streams this route only updates, with the fields it carries: a record of "
+                                          "the source changes those fields of the record the store already has (e.g. "
+                                          "an order's status coming back from the ERP), never creates one, and is "
+                                          "pushed only when one of them changed")
     enabled: bool = True
+
+    @field_validator("updates")
+    @classmethod
+    def _update_fields(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for stream, fields in value.items():
+            if not fields:
+                raise ValueError(f"updates.{stream} lists no field; name the fields this route carries (e.g. "
+                                 "[status]) or remove the entry")
+        return value
 
     @field_validator("streams")
     @classmethod
@@ -147,6 +161,12 @@ class RoutesFile(Strict):
     version: Literal[1] = 1
     tenants: dict[Name, TenantConfig]
     _source: str = PrivateAttr(default="the route file")
+    _lines: dict[tuple[str | int, ...], int] = PrivateAttr(default_factory=dict)
+
+    @property
+    def lines(self) -> dict[tuple[str | int, ...], int]:
+        """The line of each key in the file it was read from (for error messages)."""
+        return self._lines
 
     @property
     def source(self) -> str:
@@ -160,32 +180,181 @@ _FIXES = {
     "string_pattern_mismatch": "use lower-case letters, digits, '-' and '_' only",
     "literal_error": "use one of the allowed values",
 }
+CLOSING = "Correct the keys listed above, then run `hub routes validate FILE` again."
+"""The one closing line of every route-file error."""
+
+Lines = dict[tuple[str | int, ...], int]
 
 
-def _format_errors(path: str, exc: ValidationError) -> list[str]:
-    lines = []
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys and drops the first silently (a second ``sales:`` route would
+    replace the first): this loader refuses them, naming both lines."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            line = key_node.start_mark.line + 1
+            try:
+                first = seen.get(key)
+            except TypeError:
+                continue
+            if first is not None:
+                raise ConfigError(f"line {line}: key {key!r} appears twice in the same block (first at line {first}); "
+                                  "YAML would keep only the last one",
+                                  fix="Remove or rename one of them, then run `hub routes validate FILE` again.")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _lines(node: yaml.Node | None, path: tuple[str | int, ...] = (), out: Lines | None = None) -> Lines:
+    """The line (1-based) of every key and list item of the document, by its path."""
+    out = {} if out is None else out
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value in node.value:
+            key: str | int = key_node.value
+            if key_node.tag.endswith(":int"):
+                try:
+                    key = int(key_node.value)
+                except ValueError:
+                    pass
+            out[(*path, key)] = key_node.start_mark.line + 1
+            _lines(value, (*path, key), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            out[(*path, i)] = item.start_mark.line + 1
+            _lines(item, (*path, i), out)
+    return out
+
+
+def line_of(lines: Lines, path: tuple[str | int, ...]) -> int | None:
+    """The line of ``path``, or of its nearest parent the file has."""
+    for n in range(len(path), 0, -1):
+        found = lines.get(tuple(path[:n])) or lines.get(tuple(str(p) for p in path[:n]))
+        if found:
+            return found
+    return None
+
+
+def _known_keys() -> set[str]:
+    keys: set[str] = set()
+    for model in (RoutesFile, TenantConfig, ConnectionConfig, RouteConfig, Mappings, TransitionRule, EnvSecret):
+        for name, info in model.model_fields.items():
+            keys.add(info.alias or name)
+    return keys
+
+
+def suggest(word: str | int, choices: Any) -> str:
+    """`` (did you mean `x`?)`` for a near miss among ``choices``, else nothing."""
+    import difflib
+
+    close = difflib.get_close_matches(str(word), sorted(choices), n=1, cutoff=0.7)
+    return f" (did you mean `{close[0]}`?)" if close else ""
+
+
+def _clean_loc(raw: Any, loc: tuple[Any, ...]) -> tuple[tuple[str | int, ...], bool]:
+    """The error's path in the file, without pydantic's type tags (``schedule.str``, ``function-after[...]``);
+    and whether it points at a mapping's key rather than its value."""
+    path: list[str | int] = []
+    node = raw
+    at_key = False
+    for part in loc:
+        if part == "[key]":
+            at_key = True
+            continue
+        if isinstance(node, dict) and part in node:
+            path.append(part)
+            node = node[part]
+        elif isinstance(node, dict) and str(part) in {str(k) for k in node}:
+            match = next(k for k in node if str(k) == str(part))
+            path.append(match)
+            node = node[match]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            path.append(part)
+            node = node[part]
+        elif isinstance(node, dict) and not isinstance(part, int) and ("[" in str(part) or part in _TYPE_TAGS):
+            continue  # a union member's tag, not a key
+        elif not isinstance(node, dict | list):
+            continue  # a tag under a scalar value
+        else:
+            path.append(part)  # a missing or unknown key: name it
+            node = None
+    return tuple(path), at_key
+
+
+_TYPE_TAGS = {"str", "int", "float", "bool", "dict", "list", "none", "EnvSecret", "Mappings", "TransitionRule"}
+
+
+def _format_errors(path: str, exc: ValidationError, raw: Any = None, lines: Lines | None = None) -> list[str]:
+    known = _known_keys()
+    grouped: dict[tuple[str | int, ...], list[tuple[str, str, str]]] = {}
     for err in exc.errors():
-        key = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        loc, at_key = _clean_loc(raw, tuple(err["loc"]))
+        msg = str(err["msg"]).removeprefix("Value error, ")
         fix = _FIXES.get(err["type"], "correct the value")
-        lines.append(f"{path}: {key}: {err['msg']} (fix: {fix})")
-    return lines
+        if err["type"] == "extra_forbidden" and loc:
+            msg = "unknown key"
+            hint = suggest(loc[-1], known)
+            if hint:
+                fix = f"rename it to `{hint.split('`')[1]}`, or remove this key"
+                msg += hint
+        if isinstance(err.get("input"), int | float) and not isinstance(err.get("input"), bool) and (
+                err["type"] in ("string_type",) or at_key):
+            fix = (f"quote it: YAML reads {err['input']} as a number; write '{err['input']}'"
+                   + (" (a DE-PARA code or a name must be text)" if not at_key else " as the key"))
+        if at_key and loc and isinstance(loc[-1], int | float):
+            fix = f"quote the key: write '{loc[-1]}': ... (YAML reads {loc[-1]} as a number)"
+        grouped.setdefault(loc, []).append((err["type"], msg, fix))
+    out = []
+    for loc, found in grouped.items():
+        custom = [f for f in found if f[0] == "value_error"] or found
+        seen: dict[str, str] = {}
+        for _type, msg, fix in custom:
+            seen.setdefault(msg, fix)
+        msg = " or ".join(seen)
+        fix = next(iter(seen.values()))
+        key = ".".join(str(part) for part in loc) or "(top level)"
+        line = line_of(lines or {}, loc) if loc else None
+        out.append(f"{path}:{f' line {line}:' if line else ''} {key}: {msg} (fix: {fix})")
+    return out
 
 
 def load(path: str | Path) -> RoutesFile:
     """Parse and validate the structure of a route file; raise ConfigError listing every problem."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file", fix="Give the path of a route config YAML file.") from None
+    try:
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+        lines = _lines(yaml.compose(text, Loader=yaml.SafeLoader))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc.message}", fix=exc.fix) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}", fix="Fix the YAML syntax at the line shown.") from None
     try:
         parsed = RoutesFile.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError("\n".join(_format_errors(str(path), exc))) from None
+        raise ConfigError("\n".join(_format_errors(str(path), exc, raw, lines)), fix=CLOSING) from None
     parsed._source = str(path)
+    parsed._lines = lines
     return parsed
+
+
+_KEY = re.compile(r"^(?P<file>.*?): (?P<key>tenants\.[^\s:]+)")
+
+
+def with_line(parsed: RoutesFile, message: str) -> str:
+    """``FILE: tenants.x.y: ...`` as ``FILE: line N: tenants.x.y: ...`` when the file has that key."""
+    match = _KEY.match(message)
+    if not match or " line " in message[:match.end("file") + 7]:
+        return message
+    path = tuple(match.group("key").split("."))
+    line = line_of(parsed.lines, tuple(int(p) if p.isdigit() else p for p in path))
+    if line is None:
+        return message
+    return f"{match.group('file')}: line {line}: {message[match.start('key'):]}"
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -1,5 +1,6 @@
-"""The NF-e rules every platform shares (seeds 000 and 001): fiscal data per item, a complete address, a
-valid CPF/CNPJ. Platform plugins add their own through the same broadcast hook."""
+"""The NF-e rules every platform shares (Amazon's "Manual de integração BLING" and "Manual de integração PLUGG.TO"):
+fiscal data per item, a complete address, a valid CPF/CNPJ. Platform plugins add their own through the same broadcast
+hook."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ def validate_fiscal(document: Canonical, products: dict[str, Product]) -> list[F
 
 
 def item_problems(sale: Sale, products: dict[str, Product]) -> list[FiscalProblem]:
-    """Every item's product needs NCM and origem (seed 000: "atributos fiscais ausentes")."""
+    """Every item's product needs NCM and origem ("Manual de integração BLING": "atributos fiscais ausentes")."""
     problems: list[FiscalProblem] = []
     for i, item in enumerate(sale.items):
         product = products.get(item.sku)

@@ -27,7 +27,7 @@ class Address(Canonical):
     country: str = "BR"
 
     def missing_for_invoice(self) -> list[str]:
-        """Which fields an NF-e needs that this address lacks (seed 000: "endereço incompleto")."""
+        """Which fields an NF-e needs that this address lacks ("Manual de integração BLING": "endereço incompleto")."""
         required = ("street", "number", "district", "city", "state", "zip")
         return [name for name in required if not getattr(self, name)]
 

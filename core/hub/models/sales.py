@@ -45,6 +45,8 @@ class Payment(Canonical):
     """``method`` is the source platform's payment-method key; the route's DE-PARA maps it for the sink."""
 
     method: Annotated[str, Field(min_length=1)]
+    name: str | None = Field(default=None, description="the method's name on the source, so a sink that lacks it "
+                                                       "can find it by name or create it")
     amount: Money
     installments: Annotated[int, Field(ge=1)] = 1
     tpag: TPag | None = None

@@ -4,16 +4,21 @@ name, and actors are bound to the broker explicitly rather than at import time."
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
 import dramatiq
+from sqlalchemy import select
 
+from hub.privacy import mask_documents
 from hub.runner.routes import RunPolicy, run_route
+from hub.store.schema import Operation, Route
 from hub.sync.loading import Runtime
 from hub.sync.operations import execute
 
 log = logging.getLogger("hub.runner")
+ops_log = logging.getLogger("hub.runner.operations")
 QUEUE = "hub"
 RUN_TIME_LIMIT_MS = 6 * 3600 * 1000
 """A first sync of a 20,000-product Bling catalog takes about two hours at 3 requests/s; the route's lease is
@@ -22,13 +27,38 @@ renewed while it runs (hub.runner.routes.Lease), so dramatiq's default 10-minute
 
 @dataclass
 class Actors:
-    execute_operation: dramatiq.Actor[[int], str]
+    execute_operation: dramatiq.Actor[[int], None]
     run_sync: dramatiq.Actor[[str, str, str | None], None]
 
 
+def log_operation(rt: Runtime, op_id: int, outcome: str, seconds: float) -> None:
+    """One line per operation run: tenant, route, operation, record, outcome and duration (its error, if any)."""
+    if not ops_log.isEnabledFor(logging.INFO):
+        return
+    with rt.store.sessions() as s:
+        row = s.execute(select(Operation.tenant_id, Route.name, Operation.kind, Operation.entity,
+                               Operation.canonical_id, Operation.last_error)
+                        .join(Route, Route.id == Operation.route_id).where(Operation.id == op_id)).first()
+    if row is None:
+        return
+    tenant, route, kind, entity, record, error = row
+    fields = {"tenant": tenant, "route": route, "operation": kind, "entity": entity, "record": record,
+              "outcome": outcome, "duration_ms": int(seconds * 1000),
+              "error": mask_documents(error) if outcome != "done" else None}
+    level = logging.WARNING if outcome == "failed" else logging.INFO
+    ops_log.log(level, "%s/%s %s %s %s: %s in %d ms%s", tenant, route, kind, entity, record, outcome,
+                fields["duration_ms"], f" ({fields['error']})" if fields["error"] else "", extra=fields)
+
+
 def declare(broker: dramatiq.Broker, rt: Runtime, policy: RunPolicy | None = None) -> Actors:
-    def execute_operation(op_id: int) -> str:
-        return execute(rt, op_id)
+    def execute_operation(op_id: int) -> None:
+        # Returns nothing: dramatiq warns on every actor that returns a value without a results backend.
+        started = time.monotonic()
+        outcome = execute(rt, op_id)
+        try:
+            log_operation(rt, op_id, outcome, time.monotonic() - started)
+        except Exception:  # the log line must never fail the operation
+            log.debug("could not log operation %s", op_id, exc_info=True)
 
     def run_sync(tenant: str, route: str, lease_until: str | None = None) -> None:
         # No broker retries: a failed run is retried by the scheduler with backoff (see hub.runner.routes).

@@ -100,11 +100,15 @@ def run_route(rt: Runtime, tenant: str, name: str, claimed: datetime | None,
     lease = Lease(rt, tenant, name, claimed, policy)
     try:
         with lease:
-            report = sync_route(rt, tenant, name)
+            report = sync_route(rt, tenant, name, trigger="schedule")
     except BaseException as exc:  # a crash or the actor's time limit: the route must still come back
         finish(rt, tenant, name, lease.claimed, policy, error=mask_documents(f"{type(exc).__name__}: {exc}"))
         raise
     failed = [s for s in report.streams if s.error]
+    log.info("sync %s/%s: %s", tenant, name, ", ".join(
+        f"{r.stream} +{r.counts.new} new {r.counts.changed} changed {r.counts.quarantined} quarantined"
+        + (" FAILED" if r.error else "") for r in report.streams) or "nothing to read",
+        extra={"tenant": tenant, "route": name, "operation": "sync", "outcome": "failed" if failed else "done"})
     for stream in failed:
         log.warning("sync %s/%s %s: %s (fix: %s)", tenant, name, stream.stream, mask_documents(stream.error),
                     mask_documents(stream.fix))

@@ -6,11 +6,13 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import dramatiq
 from dramatiq import Worker
 from sqlalchemy import select, update
 
+from hub.control import OPERATOR_KINDS
 from hub.errors import HubError
 from hub.privacy import mask_documents
 from hub.runner.actors import Actors, declare
@@ -25,6 +27,11 @@ from hub.sync.operations import due_filter
 log = logging.getLogger("hub.runner")
 
 
+def _held_connections() -> Any:
+    """Connections the operator paused or uninstalled: their routes do not run and their operations wait."""
+    return select(Connection.id).where(Connection.pause_kind.in_(OPERATOR_KINDS))
+
+
 def relay_once(rt: Runtime, send: Callable[[int], object], limit: int = 500) -> int:
     """Hand due operations to the broker. A row is re-sent only after a lease without progress, so a lost
     message is re-sent and a duplicate is harmless (the executor's claim lets one through)."""
@@ -34,6 +41,8 @@ def relay_once(rt: Runtime, send: Callable[[int], object], limit: int = 500) -> 
         ids = list(s.scalars(
             select(Operation.id).where(due_filter(now))
             .where((Operation.dispatched_at.is_(None)) | (Operation.dispatched_at < stale))
+            .where(Operation.route_id.not_in(select(Route.id).where(Route.paused_at.is_not(None))),
+                   Operation.connection_id.not_in(_held_connections()))
             .order_by(Operation.available_at, Operation.id).limit(limit)))
         if ids:
             s.execute(update(Operation).where(Operation.id.in_(ids)).values(dispatched_at=now))
@@ -51,7 +60,9 @@ def schedule_once(rt: Runtime, send: Callable[[str, str, str], object], policy: 
     with rt.store.sessions() as s:
         due = list(s.execute(select(Route.id, Route.tenant_id, Route.name, Route.next_run_at)
                              .join(Tenant, Tenant.id == Route.tenant_id)
-                             .where(Route.enabled.is_(True), Route.next_run_at <= now)))
+                             .where(Route.enabled.is_(True), Route.next_run_at <= now, Route.paused_at.is_(None),
+                                    Route.source_id.not_in(_held_connections()),
+                                    Route.sink_id.not_in(_held_connections()))))
     for route_id, tenant, name, next_run_at in due:
         lease_until = claim(rt, route_id, next_run_at, policy) if next_run_at is not None else None
         if lease_until is not None:

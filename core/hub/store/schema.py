@@ -94,6 +94,9 @@ class Route(Base):
     next_run_at: Mapped[datetime | None]
     sync_failures: Mapped[int] = mapped_column(default=0, server_default="0")
     """Consecutive failed runs: a failed run is retried with backoff, scheduled or triggered by a webhook."""
+    paused_at: Mapped[datetime | None]
+    """Set by ``hub pause TENANT --route R``: no scheduled run and no push until ``hub resume``; a route file
+    applied again does not undo it (the operator's pause outlives a redeploy)."""
     updated_at: Mapped[datetime]
 
 
@@ -230,3 +233,30 @@ class WebhookEvent(Base):
     event_id: Mapped[str] = mapped_column(String(100))
     event: Mapped[str] = mapped_column(String(64))
     received_at: Mapped[datetime]
+
+
+class Run(Base):
+    """One run of a route (``hub sync`` or scheduled): the sync history ``hub runs`` lists."""
+
+    __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_tenant_started", "tenant_id", "started_at"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    route_id: Mapped[int] = mapped_column(ForeignKey("routes.id", ondelete="CASCADE"))
+    route: Mapped[str] = mapped_column(String(64))
+    trigger: Mapped[str] = mapped_column(String(16))
+    """``sync`` (the command), ``schedule`` or ``webhook`` (``hub run``)."""
+    status: Mapped[str] = mapped_column(String(16))
+    """``running``, ``ok`` or ``failed``."""
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    streams: Mapped[dict[str, Any]]
+    """Per stream: read, new, changed, unchanged, quarantined, operations, error."""
+    operations_done: Mapped[int] = mapped_column(default=0, server_default="0")
+    operations_failed: Mapped[int] = mapped_column(default=0, server_default="0")
+    quarantined: Mapped[int] = mapped_column(default=0, server_default="0")
+    """Records refused during the run, at pull or at push time."""
+    api_calls: Mapped[int] = mapped_column(default=0, server_default="0")
+    rate_limited: Mapped[int] = mapped_column(default=0, server_default="0")
+    """Answers 429 (too many requests) among those calls."""
+    error: Mapped[str | None] = mapped_column(Text)

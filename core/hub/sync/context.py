@@ -229,6 +229,8 @@ class RouteView(BaseModel):
     emit_invoices: bool = False
     cancel_replaced: str | None = None
     replace: list[str] = Field(default_factory=list)
+    updates: dict[str, list[str]] = Field(default_factory=dict)
+    """Streams this route only updates, with the fields it carries (see :func:`hub.sync.ingest.ingest_updates`)."""
 
 
 @dataclass
@@ -266,6 +268,7 @@ class ConnectorContext:
     started_at: datetime | None = None
     _resolver: Callable[[str, Ref], str | None] | None = None
     _finder: Callable[[str, str], str | None] | None = None
+    _carrier: Callable[[str, str], bool] | None = None
     _remote_id_sink: Callable[[str], None] | None = None
     calls: list[ApiEntry] = field(default_factory=list)
     budget: Throttle = PROCESS_THROTTLE
@@ -344,6 +347,14 @@ class ConnectorContext:
         if self._finder is None:
             return None
         return self._finder(entity, natural_key)
+
+    def carries(self, entity: str, external_id: str) -> bool:
+        """Whether this pull's route takes the record with this id. Always, except on a route that only updates
+        ``entity`` (``updates`` in the route file): it takes only records the hub already exchanged between its two
+        ends, so a plugin may skip reading the detail of any other."""
+        if self._carrier is None or self.route is None or entity not in self.route.updates:
+            return True
+        return self._carrier(entity, external_id)
 
     def record_remote_id(self, external_id: str) -> None:
         """Call right after a create succeeds: the id is committed before anything else can fail."""

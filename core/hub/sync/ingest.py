@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from hub.models import Action, Canonical, StatusTransition
@@ -32,6 +32,9 @@ PULL_HOOKS = {name: spec.pull_hook for name, spec in BUILTIN_STREAMS.items()}
 FUTURE_TOLERANCE = timedelta(minutes=5)
 """How far ahead of the hub's clock a record's ``updated_at`` (or a page cursor) may be. Clocks drift a little; a
 sale dated 2099 is a typo that, taken as an incremental cursor, would hide every later record."""
+COALESCED = frozenset({"push_catalog", "push_stock", "push_price", "push_sale", "push_invoice"})
+"""Writes that carry a record's whole current state: a newer one makes a queued older one pointless. Actions and
+invoice emission are events, each of which must run."""
 MAX_KEY_LENGTH = 200
 """``records.natural_key`` and ``bindings.external_id`` are String(200)."""
 
@@ -54,6 +57,8 @@ class PageCounts:
     unchanged: int = 0
     quarantined: int = 0
     operations: int = 0
+    skipped: int = 0
+    """Records an ``updates`` route does not carry: the store (or the sink) does not have them."""
     transitions: list[StatusTransition] = field(default_factory=list)
 
     def add(self, other: PageCounts) -> None:
@@ -62,6 +67,7 @@ class PageCounts:
         self.unchanged += other.unchanged
         self.quarantined += other.quarantined
         self.operations += other.operations
+        self.skipped += other.skipped
 
 
 def operation_key(*parts: object) -> str:
@@ -199,8 +205,29 @@ def enqueue(s: Session, rows: list[dict[str, Any]]) -> int:
     known = set(s.scalars(select(Operation.idempotency_key).where(Operation.idempotency_key.in_(keys))))
     fresh = {r["idempotency_key"]: r for r in rows if r["idempotency_key"] not in known}
     if fresh:
+        coalesce(s, list(fresh.values()))
         s.execute(insert(Operation), list(fresh.values()))
     return len(fresh)
+
+
+def coalesce(s: Session, rows: list[dict[str, Any]]) -> int:
+    """Supersede the queued, never-tried writes of the same records that ``rows`` replace: a burst of stock changes
+    to one SKU leaves one write, with the latest value, and the others cost no call (nor a claim). A write already
+    tried is left to run its course (it may have reached the platform; it is superseded when it runs, handing its
+    remote id on)."""
+    targets: dict[tuple[int, int, str, str], set[str]] = {}
+    for row in rows:
+        if row["kind"] in COALESCED:
+            key = (row["route_id"], row["connection_id"], row["kind"], row["entity"])
+            targets.setdefault(key, set()).add(row["canonical_id"])
+    done = 0
+    for (route_id, connection_id, kind, entity), ids in targets.items():
+        done += s.execute(update(Operation).where(
+            Operation.route_id == route_id, Operation.connection_id == connection_id, Operation.kind == kind,
+            Operation.entity == entity, Operation.canonical_id.in_(ids), Operation.state == "pending",
+            Operation.attempts == 0, Operation.remote_id.is_(None),
+        ).values(state="superseded", updated_at=utcnow())).rowcount  # type: ignore[attr-defined]
+    return done
 
 
 def ingest_page(s: Session, registry: Registry, route: Route, view: RouteView, stream: str,
@@ -212,6 +239,8 @@ def ingest_page(s: Session, registry: Registry, route: Route, view: RouteView, s
     push = stream in view.streams and spec.push_hook
 
     platform = view.source.platform
+    if stream in view.updates:
+        return ingest_updates(s, registry, route, view, stream, items)
     valid: dict[str, Canonical] = {}  # a page listing a record twice keeps its last copy
     hashes: dict[str, str] = {}
     for item in items:
@@ -330,6 +359,92 @@ def ingest_page(s: Session, registry: Registry, route: Route, view: RouteView, s
     s.flush()
     for exchange in exchanges:
         ops.extend(cancel_replaced(s, registry, route, view, exchange, now))
+    counts.operations = enqueue(s, ops)
+    return counts
+
+
+def ingest_updates(s: Session, registry: Registry, route: Route, view: RouteView, stream: str,
+                   items: Sequence[Incoming | Rejected]) -> PageCounts:
+    """A route that only updates ``view.updates[stream]`` fields (e.g. an ERP's order statuses going back to the
+    portal the orders came from). It carries a record only when the store has it bound on both ends: records the hub
+    never exchanged (an order typed into the ERP by hand) are skipped, not created and not quarantined, and nothing
+    is ever created on the sink. The other fields stay as their own source wrote them, so reading the sink's copy
+    back brings no change and the value does not bounce between the two platforms."""
+    counts = PageCounts()
+    fields = view.updates[stream]
+    model_cls = stream_spec(stream, registry).model
+    tenant, source_id, now = route.tenant_id, route.source_id, utcnow()
+    ext_ids = list(dict.fromkeys(item.external_id for item in items))
+    bindings = {b.external_id: b for b in s.scalars(select(Binding).where(
+        Binding.connection_id == source_id, Binding.entity == stream, Binding.external_id.in_(ext_ids)))}
+    on_sink = set(s.scalars(select(Binding.canonical_id).where(
+        Binding.connection_id == route.sink_id, Binding.entity == stream,
+        Binding.canonical_id.in_([b.canonical_id for b in bindings.values()]))))
+    latest: dict[str, Incoming | Rejected] = {}
+    for item in items:
+        binding = bindings.get(item.external_id)
+        if binding is None or binding.canonical_id not in on_sink:
+            counts.skipped += 1
+            continue
+        latest[item.external_id] = item
+    records = {r.canonical_id: r for r in s.scalars(select(Record).where(
+        Record.tenant_id == tenant, Record.entity == stream,
+        Record.canonical_id.in_([bindings[ext].canonical_id for ext in latest])))}
+    sink_hashes: dict[str, str | None] = {canonical_id: h for canonical_id, h in s.execute(
+        select(Binding.canonical_id, Binding.content_hash).where(
+            Binding.connection_id == route.sink_id, Binding.entity == stream,
+            Binding.canonical_id.in_(list(records))))}
+    push = stream in view.streams and stream_spec(stream, registry).push_hook
+    ops: list[dict[str, Any]] = []
+    for ext, item in latest.items():
+        binding = bindings[ext]
+        record = records.get(binding.canonical_id)
+        if isinstance(item, Rejected) or record is None:
+            counts.skipped += 1
+            continue
+        checked = _check_record(tenant, view.source.platform, stream, item, model_cls)
+        if isinstance(checked, Refusal):
+            quarantine(s, tenant=tenant, route_id=route.id, connection_id=source_id, entity=stream, record=ext,
+                       field=checked.field, reason=checked.reason, fix=checked.fix,
+                       payload=item.data if isinstance(item.data, dict) else {})
+            counts.quarantined += 1
+            continue
+        incoming, incoming_hash = checked
+        if binding.content_hash == incoming_hash:
+            counts.unchanged += 1
+            continue
+        binding.content_hash, binding.synced_at = incoming_hash, now
+        carried = incoming.model_dump(mode="json", include=set(fields))
+        merged_payload = {**record.payload, **{f: carried.get(f) for f in fields}}
+        try:
+            merged = model_cls.model_validate(merged_payload)
+        except ValidationError as exc:
+            field_name, reason = _validation_problem(exc)
+            quarantine(s, tenant=tenant, route_id=route.id, connection_id=source_id, entity=stream, record=ext,
+                       field=field_name, reason=f"tenant {tenant}, {view.source.platform} {stream} {ext}: its "
+                                              f"{', '.join(fields)} cannot be applied to the record: {reason}",
+                       fix=f"Correct {field_name} of this record on {view.source.platform}; the next sync picks it "
+                           "up.", payload=carried)
+            counts.quarantined += 1
+            continue
+        content_hash = merged.content_hash()
+        if content_hash == record.content_hash:
+            counts.unchanged += 1
+            continue
+        old_status = record.payload.get("status")
+        record.payload, record.content_hash = merged.model_dump(mode="json"), content_hash
+        record.version, record.updated_at = record.version + 1, now
+        counts.changed += 1
+        if push and sink_hashes.get(record.canonical_id) != content_hash:
+            ops.append(operation_row(route, kind=push, entity=stream, canonical_id=record.canonical_id,
+                                     content_hash=content_hash))
+        new_status = record.payload.get("status")
+        if stream == "sales" and new_status and new_status != old_status:
+            transition = StatusTransition(canonical_id=record.canonical_id, from_status=_mapped(view, old_status),
+                                          to_status=_mapped(view, new_status) or new_status, at=now)
+            counts.transitions.append(transition)
+            ops.extend(plan_transition(registry, route, view, transition, content_hash))
+    s.flush()
     counts.operations = enqueue(s, ops)
     return counts
 

@@ -87,7 +87,7 @@ def route_view(s: Session, route: Route) -> RouteView:
         streams=list(cfg.get("streams", [])), mappings=dict(cfg.get("mappings") or {}),
         transitions=list(cfg.get("transitions") or []), options=dict(cfg.get("options") or {}),
         emit_invoices=bool(cfg.get("emit_invoices")), cancel_replaced=cfg.get("cancel_replaced"),
-        replace=list(cfg.get("replace") or []),
+        replace=list(cfg.get("replace") or []), updates=dict(cfg.get("updates") or {}),
     )
 
 
@@ -443,6 +443,19 @@ def make_context(rt: Runtime, conn: Connection, view: RouteView | None, stream: 
                                    Record.natural_key == natural_key).limit(1))
 
     ctx._finder = find
+    if view is not None and view.updates and source_id is None:
+        def carried(entity: str, external_id: str) -> bool:
+            with rt.store.sessions() as s:
+                canonical = s.scalar(select(Binding.canonical_id).where(
+                    Binding.connection_id == conn_id, Binding.entity == entity, Binding.external_id == external_id))
+                if canonical is None:
+                    return False
+                sink = select(Connection.id).where(Connection.tenant_id == tenant,
+                                                   Connection.name == view.sink.connection).scalar_subquery()
+                return s.scalar(select(Binding.id).where(Binding.connection_id == sink, Binding.entity == entity,
+                                                         Binding.canonical_id == canonical).limit(1)) is not None
+
+        ctx._carrier = carried
     if source_id is not None:
         sink_id = conn.id
 

@@ -26,7 +26,7 @@ from hub.errors import (
     RateLimited,
     Retriable,
 )
-from hub.models import Action, Canonical, Invoice, Product, Sale, StockLevel
+from hub.models import Action, Canonical, Invoice, Product, Ref, Sale, StockLevel
 from hub.privacy import mask_documents
 from hub.registry import Registry
 from hub.store.engine import utcnow
@@ -175,13 +175,19 @@ def execute(rt: Runtime, op_id: int) -> str:
     if record is None:
         return _finish(rt, op, "failed", error="the canonical record is gone", fix="Run a full sync (--full).")
     if op.kind not in ("perform_action", "emit_invoice") and record.content_hash != op.content_hash:
+        if op.remote_id and binding is None:
+            _hand_on_remote_id(rt, op)
         return _finish(rt, op, "superseded")
     external_id = binding or op.remote_id
     if op.kind in WAITS_FOR_BINDING and binding is None:
-        if _push_failed(rt, op):
+        pushes = _push_states(rt, op)
+        on_its_way = bool(pushes & {"pending", "running"})
+        if "failed" in pushes and not on_its_way:
             return _finish(rt, op, "failed", error="the record's write to the sink failed, so this cannot run",
                            fix="Fix the failed write of this record (hub status / hub logs), then `hub retry TENANT`.")
-        if op.waits >= MAX_DEPENDENCY_WAITS:
+        if op.waits >= MAX_DEPENDENCY_WAITS and not on_its_way:
+            # A write still queued behind a backlog (or a rate limit) is waited for however long it takes; only a
+            # record with no write on its way gives up.
             return _finish(rt, op, "failed", error="the record never reached the sink, so its action cannot run",
                            fix="Fix the failed push of this record (hub status / hub logs), then re-run the route.")
         return _reschedule(rt, op, min(60.0, 1.0 + op.waits), "waiting for the record to reach the sink first",
@@ -192,6 +198,8 @@ def execute(rt: Runtime, op_id: int) -> str:
         model: Canonical = stream_spec(op.entity, rt.registry).model.model_validate(record.payload)
         if op.connection_id == route.sink_id:  # an action on the source gets its own record as it is
             model = translate(model, op.entity, view, rt.registry)
+        elif isinstance(model, Invoice) and op.params.get("sale"):
+            model = _with_sale_there(rt, op, model)
         if op.kind == "emit_invoice":
             problems = [p for _, found in rt.registry.broadcast("validate_fiscal", document=model, route=view,
                                                                  products=products) for p in found]
@@ -217,7 +225,14 @@ def execute(rt: Runtime, op_id: int) -> str:
         with rt.store.begin() as s:
             if isinstance(result, Invoice):
                 remote_id = op.remote_id or remote_id
-                _store_invoice(s, op, result, remote_id)
+                invoice_id = _store_invoice(s, op, result, remote_id)
+                if result.status == "authorized" and route.source_id != op.connection_id and \
+                        view.source.platform in rt.registry.platforms and \
+                        rt.registry.implements(view.source.platform, "push_invoice"):
+                    # The note goes back to where the sale came from (a marketplace, a B2B portal), once.
+                    enqueue(s, [operation_row(route, kind="push_invoice", entity="invoices", canonical_id=invoice_id,
+                                              content_hash=result.content_hash(), params={"sale": op.canonical_id},
+                                              connection_id=route.source_id)])
             elif remote_id and op.kind != "perform_action":
                 _bind(s, op, remote_id)
             if op.kind == "push_sale" and view.emit_invoices:
@@ -270,13 +285,12 @@ def _handle_error(rt: Runtime, op: Operation, ctx: ConnectorContext | None, exc:
     return _reschedule(rt, op, backoff(op.attempts, rt.max_backoff_seconds), exc.message, burn=True, fix=exc.fix)
 
 
-def _push_failed(rt: Runtime, op: Operation) -> bool:
-    """True when the record's last write to the sink failed and none is on its way."""
+def _push_states(rt: Runtime, op: Operation) -> set[str]:
+    """The states of the record's writes to the sink (the push an action or an NF-e waits for)."""
     with rt.store.sessions() as s:
-        states = set(s.scalars(select(Operation.state).where(
+        return set(s.scalars(select(Operation.state).where(
             Operation.route_id == op.route_id, Operation.canonical_id == op.canonical_id,
             Operation.kind.not_in(WAITS_FOR_BINDING))))
-    return "failed" in states and not states & {"pending", "running"}
 
 
 def _prune(rt: Runtime, op: Operation, sink: Connection, view: RouteView, source_id: int) -> str:
@@ -306,6 +320,21 @@ def _prune(rt: Runtime, op: Operation, sink: Connection, view: RouteView, source
             ctx.close()
 
 
+def _with_sale_there(rt: Runtime, op: Operation, invoice: Invoice) -> Invoice:
+    """The invoice with ``sale`` naming the sale as the connection it goes to knows it (its own order id there)."""
+    with rt.store.sessions() as s:
+        there = s.scalar(select(Binding.external_id).where(
+            Binding.connection_id == op.connection_id, Binding.entity == "sales",
+            Binding.canonical_id == op.params["sale"]))
+        number = s.scalar(select(Record.natural_key).where(
+            Record.tenant_id == op.tenant_id, Record.entity == "sales", Record.canonical_id == op.params["sale"]))
+    if there is None:
+        raise Fatal(f"tenant {op.tenant_id}: invoice {invoice.number or invoice.access_key} belongs to a sale this "
+                    "connection has no id for", fix="Check that the sale came from this connection; run the sales "
+                                                    "route's sync, then `hub retry`.")
+    return invoice.model_copy(update={"sale": Ref(external_id=there, name=(number or "").split(":")[-1] or None)})
+
+
 def _item_products(s: Any, tenant: str, record: Record) -> dict[str, Product]:
     skus = [item.get("sku") for item in record.payload.get("items", []) if item.get("sku")]
     rows = s.scalars(select(Record).where(Record.tenant_id == tenant, Record.entity == "products",
@@ -313,7 +342,7 @@ def _item_products(s: Any, tenant: str, record: Record) -> dict[str, Product]:
     return {r.natural_key: Product.model_validate(r.payload) for r in rows}
 
 
-def _store_invoice(s: Any, op: Operation, invoice: Invoice, remote_id: str | None) -> None:
+def _store_invoice(s: Any, op: Operation, invoice: Invoice, remote_id: str | None) -> str:
     """Keep the issued NF-e as a canonical record bound to the note on the sink (one per sale, whatever the
     retries): routes reading invoices from the store, and ``hub status``, see it."""
     canonical_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"hub:nfe:{op.canonical_id}"))
@@ -335,6 +364,7 @@ def _store_invoice(s: Any, op: Operation, invoice: Invoice, remote_id: str | Non
             s.add(Binding(tenant_id=op.tenant_id, connection_id=op.connection_id, entity="invoices",
                           external_id=remote_id, canonical_id=canonical_id, content_hash=invoice.content_hash(),
                           origin="push", synced_at=now))
+    return canonical_id
 
 
 def _label(payload: dict[str, Any], canonical_id: str) -> str:
@@ -364,6 +394,17 @@ def _bind(s: Any, op: Operation, remote_id: str) -> None:
                       origin="push", synced_at=now))
     else:
         binding.external_id, binding.content_hash, binding.synced_at = remote_id, op.content_hash, now
+
+
+def _hand_on_remote_id(rt: Runtime, op: Operation) -> None:
+    """A superseded write that may have created the record remotely passes its remote id to the newer writes of the
+    same record, so they update that record instead of looking for it (or creating a second one)."""
+    with rt.store.begin() as s:
+        s.execute(update(Operation).where(
+            Operation.route_id == op.route_id, Operation.connection_id == op.connection_id,
+            Operation.kind == op.kind, Operation.canonical_id == op.canonical_id, Operation.id > op.id,
+            Operation.state.in_(("pending", "running")), Operation.remote_id.is_(None),
+        ).values(remote_id=op.remote_id))
 
 
 def _finish(rt: Runtime, op: Operation, state: str, error: str | None = None, fix: str | None = None) -> str:

@@ -34,6 +34,8 @@ from hub.sync.loading import (
 )
 
 Progress = Callable[[str, PageCounts], None]
+Started = Callable[[str], None]
+"""Called with a stream's name (or ``preflight``) as its reading starts, before the first page arrives."""
 
 
 @dataclass
@@ -52,6 +54,8 @@ class SyncReport:
     tenant: str
     route: str
     streams: list[StreamResult] = field(default_factory=list)
+    run_id: int | None = None
+    """The run recorded in the run history (``hub runs``), when one was."""
 
     @property
     def ok(self) -> bool:
@@ -158,25 +162,65 @@ def preflight(rt: Runtime, route: Route, view: RouteView, source: Connection) ->
 
 
 def sync_route(rt: Runtime, tenant: str, name: str, *, full: bool = False,
-               progress: Progress | None = None) -> SyncReport:
+               progress: Progress | None = None, streams: list[str] | None = None,
+               started: Started | None = None, trigger: str | None = "sync", close_run: bool = True) -> SyncReport:
+    """Pull ROUTE's streams (``streams``: only these) into the store.
+
+    ``trigger`` names the run in the run history (None: record none); with ``close_run=False`` the caller ends it
+    (``hub.runs.end_run``) after pushing, so the run's figures include the push."""
     report = SyncReport(tenant, name)
     with rt.store.begin() as s:
         route = find_route(s, tenant, name)
         view = route_view(s, route)
         source = s.get_one(Connection, route.source_id)
         s.expunge_all()
+    if streams:
+        unknown = [st for st in streams if st not in view.streams]
+        if unknown:
+            raise ConfigError(f"tenant {tenant}, route {name} has no stream {', '.join(unknown)} "
+                              f"(its streams: {', '.join(view.streams)})", fix="Name one of the route's streams.")
+    if trigger is not None:
+        from hub.runs import start_run
+
+        report.run_id = start_run(rt, route, trigger)
+    try:
+        _sync_streams(rt, route, view, source, streams, full, report, progress, started)
+    except BaseException as exc:
+        if report.run_id is not None:
+            from hub.runs import end_run
+
+            try:
+                end_run(rt, report.run_id, report, error=mask_documents(f"{type(exc).__name__}: {exc}"))
+            except Exception:  # the store may be what failed: the original error is the one to see
+                pass
+        raise
+    if report.run_id is not None and close_run:
+        from hub.runs import end_run
+
+        end_run(rt, report.run_id, report)
+    return report
+
+
+def _sync_streams(rt: Runtime, route: Route, view: RouteView, source: Connection, only: list[str] | None,
+                  full: bool, report: SyncReport, progress: Progress | None, started: Started | None) -> None:
+    if started:
+        started("preflight")
     try:
         preflight(rt, route, view, source)
     except HubError as exc:
         report.streams.append(StreamResult("preflight", error=exc.message, fix=exc.fix))
-        return report
+        return
     except Exception as exc:
         error = _unexpected(rt, route, source, "payment_methods", exc)
         report.streams.append(StreamResult("preflight", error=error.message, fix=error.fix))
-        return report
+        return
     for stream in view.streams:
+        if only and stream not in only:
+            continue
         result = StreamResult(stream)
         report.streams.append(result)
+        if started:
+            started(stream)
         try:
             try:
                 _sync_stream(rt, route, view, source, stream, full, result, progress)
@@ -192,7 +236,6 @@ def sync_route(rt: Runtime, tenant: str, name: str, *, full: bool = False,
                 cursor.updated_at = utcnow()
             if isinstance(exc, AuthRevoked | ConfigError | QuotaExhausted):
                 break
-    return report
 
 
 def _plugin(rt: Runtime, platform: str) -> str:

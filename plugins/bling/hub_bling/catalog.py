@@ -179,6 +179,21 @@ def pull_stock(ctx: ConnectorContext, since: str | None) -> Iterator[Page]:
         yield Page(records=records, cursor=json.dumps(after) if after else json.dumps({"mode": "done"}))
 
 
+def pull_prices(ctx: ConnectorContext, since: str | None) -> Iterator[Page]:
+    """Prices from the ``/produtos`` list pages alone (``preco`` is on each row, variations included): no detail
+    call. A first sync reads the active products; later ones what changed since (a price change moves
+    ``dataAlteracao``). Inactive and deleted products have no price to send. A grid's parent is priced too (Bling
+    applies its price to the variations saved with it), and each variation has its own row."""
+    state = _state(since)
+    for rows, after, _ in _list_pages(ctx, state, _product_params(state)):
+        records: list[Incoming | Rejected] = []
+        for row in rows:
+            if row.get("situacao", "A") != "A":
+                continue
+            records.append(_map("prices", str(row["id"]), row, mappers.price))
+        yield Page(records=records, cursor=json.dumps(after) if after else _finished(ctx, state))
+
+
 def _simple_list(ctx: ConnectorContext, path: str, stream: str, build: Callable[[dict[str, Any]], Canonical],
                  params: dict[str, Any] | None = None) -> Iterator[Page]:
     for paged in pages(ctx, path, stream, params):
@@ -194,6 +209,19 @@ def pull_categories(ctx: ConnectorContext) -> Iterator[Page]:
     yield Page(records=records, cursor=json.dumps({"mode": "done"}))
 
 
+def _keep_contact(ctx: ConnectorContext, state: dict[str, Any], row: dict[str, Any]) -> bool:
+    """A first sync sends active contacts only (Zydon's help page "Integração Zydon↔Bling": "clientes ativos"); a
+    later one also the contacts made inactive that the hub already has, so the sink learns of it. ``GET
+    /contatos`` has no situação filter (its ``criterio`` has no "ativos"): the list row's ``situacao`` decides,
+    before the detail call."""
+    if row.get("situacao", "A") == "A":
+        return True
+    if state["mode"] != "incremental":
+        return False
+    document = "".join(ch for ch in str(row.get("numeroDocumento") or "") if ch.isalnum()).upper()
+    return bool(document) and ctx.find_bound("customers", document) is not None
+
+
 def pull_customers(ctx: ConnectorContext, since: str | None) -> Iterator[Page]:
     """Contacts (``criterio`` 1: all of them, not the default "últimos incluídos"), with their address."""
     state = _state(since)
@@ -201,7 +229,7 @@ def pull_customers(ctx: ConnectorContext, since: str | None) -> Iterator[Page]:
     if state["mode"] == "incremental":
         params["dataAlteracaoInicial"] = state["since"]
     for paged in pages(ctx, "/contatos", "customers", params, start=int(state.get("page", 1))):
-        rows = paged.records
+        rows = [row for row in paged.records if _keep_contact(ctx, state, row)]
         records = []
         for row in rows:
             try:
@@ -222,6 +250,8 @@ def pull(ctx: ConnectorContext, stream: str, since: str | None) -> Iterator[Page
         return pull_categories(ctx)
     if stream == "customers":
         return pull_customers(ctx, since)
+    if stream == "prices":
+        return pull_prices(ctx, since)
     if stream == "sellers":
         return _simple_list(ctx, "/vendedores", stream, mappers.seller, {"situacaoContato": "A"})
     if stream == "payment_methods":

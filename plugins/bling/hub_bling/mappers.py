@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from datetime import date, datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from hub.models import (
+    TPAG_CODES,
     Address,
     Customer,
+    Payment,
     PaymentMethod,
+    Price,
     Product,
     ProductFiscal,
+    Ref,
+    Sale,
+    SaleItem,
     Seller,
     StockLevel,
     Variation,
 )
+
+from hub_bling.options import TIME_ZONE
+
+SALE_CHANNEL = "bling"
+"""The channel of a sale read from Bling: its natural key is ``bling:<numero>``."""
 
 
 class FieldError(ValueError):
@@ -154,3 +167,88 @@ def stock_levels(row: dict[str, Any], deposits: dict[int, str]) -> list[tuple[st
         out.append((f"{produto.get('id')}@{dep_id}",
                     StockLevel(sku=sku, warehouse=deposits.get(dep_id, str(dep_id)), quantity=Decimal(str(quantity)))))
     return out
+
+
+def price(row: dict[str, Any]) -> Price:
+    """A product's price from a ``GET /produtos`` list row (``preco``: the price Bling sells it for)."""
+    return Price.model_validate({"sku": str(row.get("codigo") or ""), "price": row.get("preco"),
+                                 "price_list": "default"})
+
+
+def _cents(value: Decimal) -> Decimal:
+    return value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
+def _decimal(value: Any, where: str) -> Decimal:
+    try:
+        return Decimal(str(value if value not in (None, "") else 0))
+    except ArithmeticError:
+        raise FieldError(where, f"expected a number, got {str(value)[:40]!r}") from None
+
+
+def sale_item(raw: dict[str, Any], index: int) -> SaleItem:
+    """``itens[]``: ``desconto`` is a percentage off quantity x valor and Bling rounds the line to the cent; the
+    canonical discount is the amount that gives the same line total."""
+    quantity = _decimal(raw.get("quantidade"), f"itens[{index}].quantidade")
+    unit = _decimal(raw.get("valor"), f"itens[{index}].valor")
+    percent = _decimal(raw.get("desconto"), f"itens[{index}].desconto")
+    gross = quantity * unit
+    discount = gross - _cents(gross * (1 - percent / 100)) if percent else Decimal("0")
+    sku = _text(raw.get("codigo"))
+    if not sku:
+        raise FieldError(f"items.{index}.sku", f"item {index + 1} ({raw.get('descricao') or ''}) has no código "
+                                                "(SKU) in Bling")
+    return SaleItem(sku=sku, name=_text(raw.get("descricao")), quantity=quantity, unit_price=unit,
+                    discount=max(discount, Decimal("0")))
+
+
+def sale_payments(parcelas: list[dict[str, Any]], methods: dict[str, dict[str, Any]]) -> list[Payment]:
+    """``parcelas[]`` grouped by forma de pagamento, in order: one Payment per method, its parcelas as
+    installments; ``name`` is the method's description so a sink without it can find or create it."""
+    grouped: dict[str, list[Decimal]] = {}
+    for index, parcela in enumerate(parcelas):
+        method = str((_object(parcela, "formaPagamento", f"parcelas[{index}].formaPagamento")).get("id") or "")
+        if not method or method == "0":
+            raise FieldError(f"payments.{index}.method", f"parcela {index + 1} has no forma de pagamento")
+        grouped.setdefault(method, []).append(_decimal(parcela.get("valor"), f"parcelas[{index}].valor"))
+    out = []
+    for method, amounts in grouped.items():
+        known = methods.get(method) or {}
+        kind = known.get("tipoPagamento")
+        tpag = f"{int(kind):02d}" if kind not in (None, "") else None
+        out.append(Payment(method=method, name=_text(known.get("descricao")), amount=sum(amounts, Decimal("0")),
+                           installments=len(amounts), tpag=tpag if tpag in TPAG_CODES else None))
+    return out
+
+
+def issued_at(day: Any) -> datetime:
+    """An order's ``data`` (a date, Bling's local calendar) as midnight in São Paulo: pushing the sale back gives
+    the same date."""
+    try:
+        parsed = date.fromisoformat(str(day)[:10])
+    except ValueError:
+        raise FieldError("issued_at", f"data {day!r} is not a date (YYYY-MM-DD)") from None
+    return datetime(parsed.year, parsed.month, parsed.day, tzinfo=ZoneInfo(TIME_ZONE))
+
+
+def sale(raw: dict[str, Any], status: str, methods: dict[str, dict[str, Any]], final_consumer: int | None) -> Sale:
+    """An order from ``GET /pedidos/vendas/{id}`` (the list has no items or parcelas). ``status`` is the name of
+    its situação (the id is per account); the Consumidor Final contact means no customer."""
+    contact = _object(raw, "contato")
+    buyer = None
+    if contact.get("id") and int(contact["id"]) != final_consumer:
+        buyer = Customer(name=str(contact.get("nome") or f"Contato {contact['id']}"),
+                         document=_text(contact.get("numeroDocumento")))
+    discount = _object(raw, "desconto")
+    off = _decimal(discount.get("valor"), "desconto.valor")
+    if discount.get("unidade") == "PERCENTUAL":
+        off = _cents(_decimal(raw.get("totalProdutos"), "totalProdutos") * off / 100)
+    seller = _object(raw, "vendedor").get("id")
+    loja = _object(raw, "loja").get("id")
+    return Sale(number=str(raw.get("numero") or ""), channel=SALE_CHANNEL, store=str(loja) if loja else None,
+                issued_at=issued_at(raw.get("data")), customer=buyer,
+                seller=Ref(external_id=str(seller)) if seller else None,
+                items=[sale_item(item, i) for i, item in enumerate(raw.get("itens") or [])],
+                discount=off, freight=_decimal(_object(raw, "transporte").get("frete"), "transporte.frete"),
+                payments=sale_payments(raw.get("parcelas") or [], methods), status=status,
+                notes=_text(raw.get("observacoes")))

@@ -22,6 +22,11 @@ class BlingOptions(BaseModel):
     loja_id: int | None = Field(default=None, description="Bling sales channel (loja) the sales are filed under")
     default_deposit: str | None = Field(default=None, description="depósito (id or name) for stock postings")
     nfe_poll_seconds: float = Field(default=5, gt=0, description="how often an NF-e awaiting SEFAZ is re-read")
+    sales_history_days: int = Field(default=90, ge=1, le=360, description="a first sync of sales reads the orders "
+                                    "changed in this many days (each order costs a detail call)")
+    create_payment_methods: bool = Field(default=False, description="a sale's payment method that Bling lacks is "
+                                         "found or created by the payment's name (Zydon's rule); off: the route's "
+                                         "DE-PARA must name a Bling method")
 
     def authorize(self) -> str:
         if self.authorize_url:

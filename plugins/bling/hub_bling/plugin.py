@@ -8,13 +8,13 @@ from typing import Any
 import click
 from hub import ConnectorContext, Credentials, Page, Platform, PushResult, RouteView, WebhookEvent, hookimpl
 from hub.errors import Fatal
-from hub.models import Action, Canonical, Customer, FiscalProblem, Invoice, Product, Sale
+from hub.models import Action, Canonical, Customer, FiscalProblem, Invoice, PaymentMethod, Product, Sale
 
-from hub_bling import auth, catalog, invoices, sales, webhooks
+from hub_bling import auth, catalog, invoices, sales, sales_pull, webhooks
 from hub_bling.options import BlingOptions
 
-PULLS = frozenset({"products", "categories", "stock", "sellers", "payment_methods", "customers"})
-PUSHES = frozenset({"customers", "sales"})
+PULLS = frozenset({"products", "categories", "stock", "prices", "sellers", "payment_methods", "customers", "sales"})
+PUSHES = frozenset({"customers", "payment_methods", "sales"})
 
 
 def _sandbox(**settings: Any) -> Any:
@@ -50,9 +50,16 @@ def pull_catalog(ctx: ConnectorContext, stream: str, since: str | None) -> Itera
 
 
 @hookimpl
+def pull_sales(ctx: ConnectorContext, since: str | None) -> Iterable[Page]:
+    return sales_pull.pull_sales(ctx, since)
+
+
+@hookimpl
 def push_catalog(ctx: ConnectorContext, stream: str, record: Canonical, external_id: str | None) -> PushResult:
     if isinstance(record, Customer):
         return sales.push_customer(ctx, record, external_id)
+    if isinstance(record, PaymentMethod):
+        return sales.push_payment_method(ctx, record, external_id)
     raise Fatal(f"Bling connector cannot write {stream}", fix="Bling is the source of products; remove the stream.")
 
 

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 import httpx
 from hub import ConnectorContext, PushResult
 from hub.errors import Fatal, InvalidRecord, Retriable
-from hub.models import Action, Customer, Sale, SaleItem
+from hub.models import TPAG_CODES, Action, Customer, Payment, PaymentMethod, Sale, SaleItem
 
 from hub_bling import mappers
 from hub_bling.catalog import pages
@@ -126,17 +126,27 @@ def _active(method: dict[str, Any]) -> bool:
     return str(method.get("situacao", 1)) != "0"
 
 
-def payment_method_id(ctx: ConnectorContext, wanted: str, sale: Sale, index: int) -> int:
+def payment_method_id(ctx: ConnectorContext, payment: Payment, sale: Sale, index: int) -> int:
     """The forma de pagamento given by id or name, an active one first: an inactive one is refused, as a
-    receivable filed under it could not be settled."""
+    receivable filed under it could not be settled. One that Bling lacks is found or created by the payment's
+    ``name`` when the connection's ``create_payment_methods`` is on (Zydon's help page "Integração Zydon↔Bling":
+    a payment method that exists only in Zydon is created in Bling)."""
+    wanted = payment.method
+    creating = bool(payment.name) and options(ctx).create_payment_methods
+
     def match(methods: list[dict[str, Any]]) -> dict[str, Any] | None:
         named = [m for m in methods if str(m["id"]) == wanted or norm(m.get("descricao")) == norm(wanted)]
+        if not named and creating:
+            named = [m for m in methods if norm(m.get("descricao")) == norm(payment.name)]
         return next((m for m in named if _active(m)), named[0] if named else None)
 
     def load() -> list[dict[str, Any]]:
         return _all(ctx, "/formas-pagamentos", "payment_methods")
 
     found = cached_find(ctx, "payment_methods", load, match)
+    if found is None and creating and payment.name:
+        method = PaymentMethod(code=payment.method, name=payment.name, tpag=payment.tpag)
+        return int(ensure_payment_method(ctx, method))
     if found is not None and not _active(found):
         forget(ctx, "payment_methods")  # activated in Bling since it was read?
         found = cached_find(ctx, "payment_methods", load, match)
@@ -157,6 +167,60 @@ def payment_method_id(ctx: ConnectorContext, wanted: str, sale: Sale, index: int
         field=f"payments.{index}.method", record=sale.number,
         fix=f"Point the DE-PARA entry under routes.{route}.mappings.payment_methods at one of Bling's formas de "
             "pagamento (id or name).")
+
+
+def find_payment_method(ctx: ConnectorContext, name: str) -> dict[str, Any] | None:
+    """A forma de pagamento by name (``descricao`` filter, then compared the way a person reads it), an active
+    one first."""
+    rows = [row for paged in pages(ctx, "/formas-pagamentos", "payment_methods", {"descricao": name}, call=get)
+            for row in paged.records if norm(row.get("descricao")) == norm(name)]
+    return next((m for m in rows if _active(m)), rows[0] if rows else None)
+
+
+def payment_method_body(method: PaymentMethod) -> dict[str, Any]:
+    """``POST /formas-pagamentos``: a method for the sales' receivables (``finalidade`` 2 Recebimentos, ``destino``
+    1 Contas a receber), its SEFAZ tPag as ``tipoPagamento`` (99 Outros when unknown)."""
+    kind = int(method.tpag) if method.tpag in TPAG_CODES else 99
+    return {"descricao": method.name, "tipoPagamento": kind, "situacao": 1 if method.active else 0,
+            "finalidade": 2, "destino": 1}
+
+
+def ensure_payment_method(ctx: ConnectorContext, method: PaymentMethod) -> str:
+    """The id of the forma de pagamento named ``method.name``: found by name under the name's lock, else created.
+    A create that timed out may still land in Bling: it is looked for again by name, lock held, before the error
+    goes to the outbox, so a retry never creates it twice."""
+    with ctx.lock(f"payment_method:{norm(method.name)}"):
+        found = find_payment_method(ctx, method.name)
+        if found is not None:
+            return str(found["id"])
+        try:
+            created = request(ctx, "POST", "/formas-pagamentos", json_body=payment_method_body(method))
+        except Retriable as exc:
+            settle(ctx, exc)
+            found = find_payment_method(ctx, method.name)
+            if found is None:
+                raise
+            return str(found["id"])
+        forget(ctx, "payment_methods")
+        return str(created["data"]["id"])
+
+
+def push_payment_method(ctx: ConnectorContext, method: PaymentMethod, external_id: str | None) -> PushResult:
+    """A payment method the source has and Bling may lack. A bound one is left as it is: a person may have set its
+    fees, destino or card data in Bling since, and a PUT would replace them."""
+    if external_id is not None:
+        return PushResult(external_id=external_id)
+    method_id = ensure_payment_method(ctx, method)
+    ctx.record_remote_id(method_id)
+    return PushResult(external_id=method_id)
+
+
+def settle(ctx: ConnectorContext, error: Retriable) -> None:
+    """Before a failed create is looked for again: a create that got no answer may still be landing on Bling's
+    side, so the look-up waits for it (lock held); one Bling answered (a 5xx) is done or not, and is looked for at
+    once. (The client's timeout error says "no answer in time".)"""
+    if "no answer in time" in str(error):
+        time.sleep(min(options(ctx).timeout_seconds, 10.0))
 
 
 def final_consumer(ctx: ConnectorContext) -> int:
@@ -194,10 +258,10 @@ def create_contact(ctx: ConnectorContext, customer: Customer) -> int:
     the client gave up; the lock is kept while it is looked for again, so nobody creates it a second time."""
     try:
         created = request(ctx, "POST", "/contatos", json_body=mappers.contact_body(customer))
-    except Retriable:
+    except Retriable as exc:
         if not customer.document:
             raise
-        time.sleep(min(options(ctx).timeout_seconds, 10.0))
+        settle(ctx, exc)
         found = find_contact(ctx, customer.document)
         if found is None:
             raise
@@ -279,7 +343,7 @@ def installments(ctx: ConnectorContext, sale: Sale) -> list[dict[str, Any]]:
         remaining -= amount
         if amount <= 0:
             continue
-        method = payment_method_id(ctx, payment.method, sale, index)
+        method = payment_method_id(ctx, payment, sale, index)
         n = payment.installments
         share = _cents(amount / n)
         for k in range(n):
@@ -362,6 +426,10 @@ def push_sale(ctx: ConnectorContext, sale: Sale, external_id: str | None) -> Pus
             ctx.record_remote_id(new_id)
             warnings = [f"Bling alerta on sale {sale.number}: {element}: {msg}"
                         for element, msg in field_messages({"fields": data.get("alertas") or []})]
+            if sale.customer is not None and not sale.customer.document:
+                warnings.append(f"sale {sale.number}: customer {sale.customer.name!r} has no CPF/CNPJ, so the order "
+                                "is filed under Bling's Consumidor Final (Bling links contacts by document; one "
+                                "created per sale would repeat). Add the document on the source to link it.")
             return PushResult(external_id=new_id, warnings=warnings)
         external_id = str(found["id"])
         ctx.record_remote_id(external_id)

@@ -11,8 +11,11 @@ from hub import ConnectorContext, WebhookEvent
 from hub.errors import BadSignature, ConfigError, InvalidRecord
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-STREAMS = {"product": "products", "stock": "stock", "virtual_stock": "stock", "order": "sales",
-           "invoice": "invoices", "consumer_invoice": "invoices", "product_supplier": "products"}
+STREAMS = {"product": ("products", "prices"), "stock": ("stock",), "virtual_stock": ("stock",),
+           "order": ("sales",), "invoice": ("invoices",), "consumer_invoice": ("invoices",),
+           "product_supplier": ("products",)}
+"""The streams each resource's events make the hub re-read. A product event may be a price change, so it re-reads
+both products and prices; as a ``WebhookEvent`` names one stream, it becomes one event per stream."""
 
 
 class Envelope(BaseModel):
@@ -51,5 +54,15 @@ def parse(ctx: ConnectorContext, headers: dict[str, str], body: bytes) -> list[W
     data = envelope.data or {}
     product = data.get("produto")
     ref = data.get("id") or (product.get("id") if isinstance(product, dict) else None)
-    return [WebhookEvent(event_id=envelope.event_id, event=envelope.event, stream=STREAMS.get(resource),
-                         external_id=str(ref) if ref else None)]
+    streams = STREAMS.get(resource) or (None,)
+    return [WebhookEvent(event_id=_event_id(envelope.event_id, i, stream), event=envelope.event, stream=stream,
+                         external_id=str(ref) if ref else None) for i, stream in enumerate(streams)]
+
+
+def _event_id(event_id: str, index: int, stream: str | None) -> str:
+    """The first stream keeps Bling's ``eventId`` (the core dedupes on it); the others are derived from it, so a
+    redelivery repeats them too and they stay within the store's 100 characters."""
+    if index == 0:
+        return event_id
+    derived = f"{event_id}/{stream}"
+    return derived if len(derived) <= 100 else hashlib.sha256(derived.encode()).hexdigest()

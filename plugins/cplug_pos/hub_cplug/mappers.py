@@ -298,8 +298,8 @@ def rejected(stream: str, raw: dict[str, Any], exc: Exception) -> Rejected:
 
 def product_body(record: Product, *, category_id: int, unit_id: int, sku_as_barcode: bool,
                  creating: bool) -> dict[str, Any]:
-    """The product as CPlug takes it. ``fiscal`` carries only NCM, CEST and origin (seed 002): CPlug keeps its
-    other tax settings, which are filled in by hand there. Without a price, an update leaves CPlug's alone."""
+    """The product as CPlug takes it. ``fiscal`` carries only NCM, CEST and origin (CPlug's "Integração Bling"): CPlug
+    keeps its other tax settings, which are filled in by hand there. Without a price, an update leaves CPlug's alone."""
     body: dict[str, Any] = {
         "name": record.name, "sku": record.sku, "category_id": category_id, "unit_id": unit_id,
         "barcodes": [record.sku] if sku_as_barcode else [record.gtin] if record.gtin else [],

@@ -1,8 +1,9 @@
 """The CPlug / ConnectPlug POS connector: platform registration and hook implementations.
 
-What flows where follows CPlug's own Bling integration (seeds 002/003): POS sales, their customers, sellers and
-payment methods are read from CPlug; products, categories and sellers are written to it; stock lives only in the
-ERP, so it is neither read nor written here, and the ERP's customers are never brought into CPlug.
+What flows where follows CPlug's own Bling integration (its articles "Integração Bling" and "Dúvidas comuns - Integração
+Bling"): POS sales, their customers, sellers and payment methods are read from CPlug; products, categories and sellers
+are written to it; stock lives only in the ERP, so it is neither read nor written here, and the ERP's customers are
+never brought into CPlug.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ __all__ = ["CPlugOptions", "list_stores", "replace_categories"]
 
 API = "/api/v3"
 ROUTES = Path(__file__).resolve().parent / "routes"
-"""Route files shipped with the plugin: the CPlug <-> Bling integration of seeds 002 and 003, and its demo."""
+"""Route files shipped with the plugin: the CPlug <-> Bling integration of CPlug's articles "Integração Bling" and
+"Dúvidas comuns - Integração Bling", and its demo."""
 RESOURCES: dict[str, tuple[str, str, str]] = {
     "sales": (f"{API}/sales", "sales", "sale"),
     "customers": (f"{API}/customers", "customers", "customer"),
@@ -87,6 +89,7 @@ def register_platforms(register: Any) -> None:
         name="cplug", title="CPlug / ConnectPlug POS", pulls=PULLS, pushes=PUSHES, options=CPlugOptions,
         credentials=auth.CREDENTIALS, sandbox=_sandbox, docs=DOCS,
         resync_options=frozenset({"sku_as_barcode"}), demo=str(ROUTES / "bling-demo.yaml"),
+        required_mappings=frozenset({"payment_methods"}),
         reauth_unattended=True,
     ))
 

@@ -43,6 +43,8 @@ class BlingSettings(SandboxSettings):
     nfe_delay_seconds: float = 0.5
     account_seed: int = 1
     """Ids, client credentials and company differ per seed: two sandboxes never share ids."""
+    deposits: tuple[str, ...] = ("Geral", "Loja Centro", "Loja Shopping")
+    """The account's depósitos, the first one the default (an account with Bling's default alone: ``("Geral",)``)."""
 
     limit_fields: ClassVar[tuple[str, ...]] = ("rate_per_second", "daily_limit")
 
@@ -78,7 +80,7 @@ class BlingSandbox(SandboxBase):
         st = self.state
         st.module_id = 98_000 + st.seed * 17
         st.company_cnpj = seed.format_cnpj(cnpj(f"{10_000_000 + st.seed * 7919 % 89_999_999:08d}0001"))
-        for name, default in (("Geral", True), ("Loja Centro", False), ("Loja Shopping", False)):
+        for name, default in ((n, i == 0) for i, n in enumerate(self.settings.deposits)):
             did = st.new_id()
             st.deposits[did] = {"id": did, "descricao": name, "situacao": 1, "padrao": default,
                                 "desconsiderarSaldo": False}
@@ -111,13 +113,20 @@ class BlingSandbox(SandboxBase):
             return SEEDERS[stream](self.state, count)
 
     def seed_invalid(self, stream: str) -> str:
-        """A product with a wrong GTIN check digit, or a contato with a wrong CPF check digit: Bling accepts both."""
+        """A product with a wrong GTIN check digit, a contato with a wrong CPF check digit, or an order with an item
+        typed without a product (no código): Bling accepts all three."""
         with self.state.lock:
             if stream == "products":
                 return seed.products(self.state, 1, invalid_gtin=True)[0]
             if stream == "customers":
                 return seed.customers(self.state, 1, invalid_document=True)[0]
-        raise ValueError(f"seed_invalid does not support {stream!r} (products, customers)")
+            if stream == "sales":
+                (sid,) = seed.sales(self.state, 1)
+                sale = self.state.sales[int(sid)]
+                sale["itens"][0].update({"codigo": "", "produto": {"id": 0}, "descricao": "Item avulso"})
+                self.state.changed()
+                return sid
+        raise ValueError(f"seed_invalid does not support {stream!r} (products, customers, sales)")
 
     def touch(self, stream: str, external_id: str) -> None:
         """Change a record as a user would (bumping ``dataAlteracao``); products, stock and sales also fire their
@@ -248,10 +257,13 @@ class BlingSandbox(SandboxBase):
                          "payment_methods, sales)")
 
     def expected_pull(self, stream: str) -> list[dict[str, Any]]:
-        """What a full pull brings: for products, the active ones, each grid once (its variations inside)."""
+        """What a full pull brings: for products, the active ones, each grid once (its variations inside); for
+        customers, the active ones."""
         rows = self.records(stream)
         if stream == "products":
             return [p for p in rows if p["situacao"] == "A" and not p.get("variacao")]
+        if stream == "customers":
+            return [c for c in rows if c["situacao"] == "A"]
         return rows
 
     def summary(self) -> dict[str, Any]:
@@ -347,6 +359,42 @@ class BlingSandbox(SandboxBase):
                                    "situacaoDestino": {"id": target["id"], "nome": target["nome"]}}
             return tid
 
+    def set_order_status(self, order_id: str | int, name: str) -> None:
+        """Move an order to the situação ``name`` as a person would in Bling (the account's transition manager runs
+        its actions; ``dataAlteracao`` moves), and fire ``order.updated`` when ``webhook_url`` is set."""
+        st = self.state
+        with st.lock:
+            sid = int(order_id)
+            orders.change_situacao(st, sid, int(st.situacao_by_name(name)["id"]))
+            data = webhooks.order_data(st, sid)
+        if self.webhook_url:
+            self.send_webhook("order.updated", data)
+
+    def demo_stock(self, count: int = 3) -> str:
+        """Goods arrive: one unit of each of the first ``count`` active stock-holding products enters the default
+        depósito (as :meth:`touch` does); returns their códigos."""
+        st = self.state
+        with st.lock:
+            chosen = [pid for pid, meta in sorted(st.pmeta.items())
+                      if not meta.children and st.products[pid]["situacao"] == "A"][:count]
+            codes = [str(st.products[pid]["codigo"]) for pid in chosen]
+        for pid in chosen:
+            self.touch("stock", str(pid))
+        return ", ".join(codes)
+
+    def demo_status(self, name: str) -> str:
+        """A person moves the oldest order that came from a store (``numeroLoja``) and is not yet in ``name`` to the
+        situação ``name`` (what ``hub demo`` can ask for without knowing ids); returns which order moved."""
+        st = self.state
+        with st.lock:
+            target = int(st.situacao_by_name(name)["id"])
+            order = next((o for o in sorted(st.sales.values(), key=lambda o: o["id"])
+                          if o.get("numeroLoja") and o["situacao"]["id"] != target), None)
+        if order is None:
+            raise ValueError(f"no order from a store that is not already {name!r}: sync the orders first")
+        self.set_order_status(order["id"], name)
+        return f"order {order['numero']} (store order {order['numeroLoja']})"
+
     def cancel_nfe(self, note_id: str | int) -> None:
         """Cancel a note in the UI (the v3 API has no cancel endpoint): ``GET /nfe`` hides it from then on."""
         with self.state.lock:
@@ -374,6 +422,11 @@ class BlingSandbox(SandboxBase):
             st.changed()
 
     # --- webhooks ---------------------------------------------------------------------------------------
+
+    def subscribe(self, url: str | None) -> None:
+        """Deliver the account's webhooks to ``url`` from now on (None: stop), as the app's settings in Bling's
+        developer portal do."""
+        self.webhook_url = url
 
     def send_webhook(self, event: str, data: dict[str, Any], *, event_id: str | None = None,
                      date: str | None = None) -> int:

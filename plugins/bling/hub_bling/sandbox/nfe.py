@@ -13,8 +13,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+import hub.sandbox.xmltree as xmltree
 from hub.models import access_key_check_digit
-from hub.sandbox import xmltree
 from starlette.responses import Response
 
 from .common import STAMP, ApiError, Call, field, invalid, money, not_found, ok, page_of

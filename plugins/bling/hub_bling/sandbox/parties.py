@@ -252,6 +252,26 @@ def get_payment_method(st: State, call: Call) -> Response:
     return ok(st.payment_methods[mid])
 
 
+def create_payment_method(st: State, call: Call) -> Response:
+    """``POST /formas-pagamentos``: validated against the spec; a repeated ``descricao`` is accepted, as Bling
+    does not refuse one (the client must look it up first)."""
+    body = check_schema(call, "a forma de pagamento")
+    mid = st.new_id()
+    card = body.get("tipoPagamento") in (3, 4)
+    st.payment_methods[mid] = {
+        "id": mid, "descricao": body["descricao"], "tipoPagamento": body["tipoPagamento"],
+        "situacao": body.get("situacao", 1), "fixa": False, "padrao": body.get("padrao", 0),
+        "finalidade": body["finalidade"], "juros": body.get("juros", 0.0), "multa": body.get("multa", 0.0),
+        "condicao": body.get("condicao", "1x"), "destino": body["destino"],
+        "utilizaDiasUteis": body.get("utilizaDiasUteis", False),
+        "taxas": {"aliquota": 0.0, "valor": 0.0, "prazo": 0, **(body.get("taxas") or {})},
+        "dadosCartao": {"bandeira": 99, "tipo": 2 if card else 1, "cnpjCredenciadora": "", "autoLiquidacao": 0,
+                        **(body.get("dadosCartao") or {})},
+    }
+    st.changed()
+    return ok({"id": mid}, 201)
+
+
 def company(st: State, call: Call) -> Response:
     return ok({"id": st.company_id, "nome": "Loja Modelo Comércio de Artigos Ltda", "cnpj": st.company_cnpj,
                "email": "financeiro@lojamodelo.com.br", "dataContrato": "2021-03-15"})
@@ -267,6 +287,7 @@ ROUTES = [
     ("GET", "/vendedores", list_sellers),
     ("GET", "/vendedores/{idVendedor}", get_seller),
     ("GET", "/formas-pagamentos", list_payment_methods),
+    ("POST", "/formas-pagamentos", create_payment_method),
     ("GET", "/formas-pagamentos/{idFormaPagamento}", get_payment_method),
     ("GET", "/empresas/me/dados-basicos", company),
 ]

@@ -180,8 +180,10 @@ def _set_stock(st: State, pid: int, zero: bool) -> None:
     if zero:
         st.balances[pid] = {d: 0.0 for d in st.deposits}
         return
-    geral, loja = st.default_deposit, next(d for d in st.deposits if d != st.default_deposit)
-    st.balances[pid] = {geral: float(st.rng.randint(1, 120)), loja: float(st.rng.randint(0, 25))}
+    geral, loja = st.default_deposit, next((d for d in st.deposits if d != st.default_deposit), None)
+    st.balances[pid] = {geral: float(st.rng.randint(1, 120))}
+    if loja is not None:
+        st.balances[pid][loja] = float(st.rng.randint(0, 25))
 
 
 def products(st: State, count: int, *, invalid_gtin: bool = False) -> list[str]:

@@ -1,0 +1,1 @@
+"""The Zydon B2B connector for hub (the entry point is ``hub_zydon.plugin``)."""

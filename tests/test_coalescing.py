@@ -1,0 +1,36 @@
+"""A burst of changes to one record is one write: the queued, never-tried writes it replaces are superseded when the
+newer one is recorded, and only the latest value reaches the sink."""
+
+from __future__ import annotations
+
+from hub.store.schema import ApiCall, Operation
+from hub.sync.drain import drain
+from hub.sync.pull import sync_route
+from sqlalchemy import func, select
+
+from tests.flows import apply_demo_routes
+
+
+def test_five_changes_to_one_product_before_the_worker_runs_cost_one_write(rt, tmp_path, lojinha_pair):
+    (erp, erp_url), (shop, shop_url) = lojinha_pair
+    ids = erp.seed("products", 3)
+    apply_demo_routes(rt, tmp_path, erp_url, shop_url, **{"catalog.streams": ["products"]})
+    assert sync_route(rt, "demo", "catalog").ok
+    assert drain(rt) == {"done": 3}
+    with rt.store.sessions() as s:
+        calls_before = s.scalar(select(func.count()).select_from(ApiCall).where(ApiCall.action.like("PUT%")))
+
+    for _ in range(5):  # five edits, each read by a sync, before any worker runs
+        erp.touch("products", ids[0])
+        assert sync_route(rt, "demo", "catalog").ok
+    assert drain(rt) == {"done": 4, "superseded": 4}
+
+    latest = next(p for p in erp.records("products") if p["id"] == ids[0])
+    remote = next(p for p in shop.records("products") if p["sku"] == latest["sku"])
+    assert remote["nome"] == latest["nome"] and remote["preco"] == latest["preco"]
+    with rt.store.sessions() as s:
+        writes = s.scalar(select(func.count()).select_from(ApiCall).where(ApiCall.action.like("PUT%")))
+        tried = s.scalar(select(func.count()).select_from(Operation).where(Operation.state == "superseded",
+                                                                          Operation.attempts > 0))
+    assert writes - calls_before == 1, "one write for five changes"
+    assert tried == 0, "the superseded writes were never claimed"
