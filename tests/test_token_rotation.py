@@ -338,7 +338,7 @@ def test_a_short_lived_token_is_renewed_a_few_times_not_on_every_call(rt: Runtim
     while time.monotonic() < end:
         statuses.append(cplug_get(box, url, ensure_auth(rt, conn_id)["access_token"]))
         time.sleep(0.04)
-    assert len(statuses) >= 10 and set(statuses) == {200}, "every call had a live token"
+    assert len(statuses) >= 5 and set(statuses) == {200}, "every call had a live token"
     assert 2 <= box.token_calls <= 4, f"{box.token_calls} token calls for {len(statuses)} API calls"
     with rt.store.sessions() as s:
         conn = s.get_one(Connection, conn_id)

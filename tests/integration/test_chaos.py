@@ -127,7 +127,7 @@ def test_chaos_sales_with_faults_and_a_killed_worker_land_exactly_once(chaos: Pa
             return len(orders) >= SALES and sum(
                 1 for o in orders if o["situacao"]["id"] == cancelado) >= len(cancelled)
 
-        wait_for(converged, 360, "every sale and cancellation in Bling", log)
+        wait_for(converged, 600, "every sale and cancellation in Bling", log)
     finally:
         worker.send_signal(signal.SIGTERM)
         code = worker.wait(60)
