@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from hub.cli.common import echo_json, friendly_errors
+
+if TYPE_CHECKING:
+    from hub.config.routes import RoutesFile
 
 
 @click.command()
@@ -147,30 +150,29 @@ def routes() -> None:
     """Declarative route files."""
 
 
-def _check(path: str, quiet: bool = False) -> tuple[object, list[str]]:
-    """The parsed file and its warnings; a ConfigError listing every error (with its line) otherwise."""
+def _check(path: str, as_json: bool = False) -> tuple[RoutesFile, list[str]]:
+    """The parsed file and its warnings (printed unless ``as_json``). Otherwise a ConfigError listing every error
+    with its line, or, with ``as_json``, that JSON and exit 1."""
     from hub.config import apply as applying
     from hub.config import routes as config
     from hub.errors import ConfigError
     from hub.registry import get_registry
 
-    parsed = config.load(path)
-    errors, warnings = applying.check(parsed, get_registry(), path)
-    warnings = [config.with_line(parsed, w) for w in warnings]
-    if not quiet:
-        for warning in warnings:
-            click.secho(f"warning: {warning}", fg="yellow", err=True)
-    if errors:
-        raise ConfigError("\n".join(config.with_line(parsed, e) for e in errors), fix=config.CLOSING)
+    try:
+        parsed = config.load(path)
+        errors, warnings = applying.check(parsed, get_registry(), path)
+        warnings = [config.with_line(parsed, w) for w in warnings]
+        if not as_json:
+            for warning in warnings:
+                click.secho(f"warning: {warning}", fg="yellow", err=True)
+        if errors:
+            raise ConfigError("\n".join(config.with_line(parsed, e) for e in errors), fix=config.CLOSING)
+    except ConfigError as exc:
+        if not as_json:
+            raise
+        echo_json({"file": path, "valid": False, "errors": exc.message.splitlines(), "fix": exc.fix})
+        raise SystemExit(1) from None
     return parsed, warnings
-
-
-def _invalid_json(path: str, exc: Exception) -> None:
-    from hub.errors import HubError
-
-    assert isinstance(exc, HubError)
-    echo_json({"file": path, "valid": False, "errors": exc.message.splitlines(), "fix": exc.fix})
-    raise SystemExit(1)
 
 
 @routes.command("validate")
@@ -179,17 +181,7 @@ def _invalid_json(path: str, exc: Exception) -> None:
 @friendly_errors
 def routes_validate(path: str, as_json: bool) -> None:
     """Check a route file against the schema and the installed plugins; nothing is written."""
-    from hub.config.routes import RoutesFile
-    from hub.errors import ConfigError
-
-    try:
-        parsed, warnings = _check(path, quiet=as_json)
-    except ConfigError as exc:
-        if not as_json:
-            raise
-        _invalid_json(path, exc)
-        return
-    assert isinstance(parsed, RoutesFile)
+    parsed, warnings = _check(path, as_json)
     if as_json:
         echo_json({"file": path, "valid": True, "tenants": list(parsed.tenants), "warnings": warnings})
         return
@@ -209,20 +201,12 @@ def routes_apply(path: str, tenants: tuple[str, ...], all_tenants: bool, as_json
     A file naming one tenant applies to it; a file naming several needs --tenant for each, or --all-tenants."""
     from hub.cli.common import store_runtime
     from hub.config import apply as applying
-    from hub.config.routes import RoutesFile
     from hub.errors import ConfigError
 
     if tenants and all_tenants:
         raise ConfigError("--tenant and --all-tenants were both given", fix="Use one of them.")
     chosen: applying.Scope = "all" if all_tenants else (list(tenants) or None)
-    try:
-        parsed, warnings = _check(path, quiet=as_json)
-    except ConfigError as exc:
-        if not as_json:
-            raise
-        _invalid_json(path, exc)
-        return
-    assert isinstance(parsed, RoutesFile)
+    parsed, warnings = _check(path, as_json)
     applying.scope(parsed, chosen)
     rt = store_runtime()
     counts = applying.apply(parsed, rt.store, rt.vault, rt.registry, tenants=chosen)
