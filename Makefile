@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test test-sqlite test-postgres lint install clean
+.PHONY: demo test browser test-sqlite test-postgres lint install clean
 
 # The product: the core and the platform plugins. Test-only plugins (the lojinha example, a plugin that fails to
 # import) are installed by the test targets alone, so `make demo` shows what a user installs.
@@ -24,17 +24,21 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/hub demo
 
-test: $(TEST_STAMP) lint test-sqlite test-postgres
+test: $(TEST_STAMP) browser lint test-sqlite test-postgres
+
+browser: $(TEST_STAMP)  # chromium, chromium-driver and selenium for tests/console/test_browser.py
+	bash .ci/browser $(BIN)
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy core/hub tests/example_plugin/hub_example plugins/cplug_pos/hub_cplug plugins/bling/hub_bling plugins/zydon/hub_zydon plugins/pluggto/hub_pluggto
+	$(BIN)/mypy core/hub tests/example_plugin/hub_example plugins/cplug_pos/hub_cplug plugins/bling/hub_bling plugins/zydon/hub_zydon plugins/pluggto/hub_pluggto plugins/amazon_fba/hub_amazon_fba
 
 # Each test has its own store, home and ports: the SQLite pass runs on every core.
 test-sqlite: $(TEST_STAMP)
 	$(BIN)/pytest -q -n auto --durations=10
 
-# PostgreSQL + Redis on 127.0.0.1 (started if down), then alembic check and migrations up and down.
+# PostgreSQL + Redis on 127.0.0.1 (started if down), then alembic check and migrations up and down; the store tests
+# on both cores, each xdist worker on its own database and Redis number (tests/conftest.py).
 test-postgres: $(TEST_STAMP)
 	bash .ci/services
 	$(BIN)/python .ci/pgdb.py hub_ci
@@ -43,7 +47,7 @@ test-postgres: $(TEST_STAMP)
 	HUB_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1/hub_ci $(BIN)/hub db downgrade base
 	HUB_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1/hub_ci $(BIN)/hub db upgrade
 	HUB_TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1/hub_ci HUB_TEST_REDIS_URL=redis://127.0.0.1:6379/15 \
-		$(BIN)/pytest -q --durations=10
+		$(BIN)/pytest -q -n 2 --durations=10
 
 clean:
 	rm -rf $(VENV) .hub

@@ -6,6 +6,7 @@ import inspect
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hub.crypto import Vault
@@ -31,6 +32,23 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
+def hub(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Invoke `hub ...` (with the installed plugins' commands) on the test's store, as the operator's shell would:
+    HUB_* in the environment. ``hub("status", "loja", "--json")`` returns click's result (output, exit code)."""
+    from click.testing import CliRunner
+    from hub.cli import with_plugins
+    from hub.settings import get_settings
+
+    monkeypatch.setenv("HUB_DATABASE_URL", settings.resolved_database_url())
+    monkeypatch.setenv("HUB_HOME", str(tmp_path))
+    monkeypatch.setenv("HUB_MAX_BACKOFF_SECONDS", "0.05")
+    get_settings.cache_clear()
+    runner = CliRunner()
+    yield lambda *args, **kw: runner.invoke(with_plugins(), list(args), **kw)
+    get_settings.cache_clear()
+
+
+@pytest.fixture
 def rt(settings: Settings) -> Iterator[Runtime]:
     store = Store.from_url(settings.resolved_database_url())
     migrate.upgrade(store)
@@ -49,6 +67,31 @@ def lojinha_pair():
     yield (erp, servers[0].base_url), (shop, servers[1].base_url)
     for server in servers:
         server.stop()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist each worker of the PostgreSQL + Redis pass gets its own database and Redis number, since
+    every store test empties the database it is given."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    url = os.environ.get("HUB_TEST_DATABASE_URL", "")
+    if not worker or not url:
+        return
+    from sqlalchemy.engine import make_url
+
+    base = make_url(url)
+    name = f"{base.database}_{worker}"
+    import psycopg
+
+    with psycopg.connect(base.set(drivername="postgresql", database="postgres").render_as_string(False),
+                         autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    os.environ["HUB_TEST_DATABASE_URL"] = base.set(database=name).render_as_string(False)
+    redis_url = os.environ.get("HUB_TEST_REDIS_URL", "")
+    if redis_url:
+        head, _, number = redis_url.rpartition("/")
+        index = int(worker.removeprefix("gw") or 0)
+        os.environ["HUB_TEST_REDIS_URL"] = f"{head}/{int(number) - index}"
 
 
 BACKEND_WORDS = ("fresh_database_url", "scratch_runtime", "Harness", "hub.store", "HUB_TEST_", "Runtime(")

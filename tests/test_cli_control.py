@@ -6,26 +6,11 @@ from __future__ import annotations
 import json
 import re
 
-import pytest
-from click.testing import CliRunner
-from hub.cli import cli
 from hub.runner.service import relay_once, schedule_once
 from hub.store.schema import Operation
 from sqlalchemy import func, select
 
 from tests.flows import apply_demo_routes
-
-
-@pytest.fixture
-def hub(settings, tmp_path, monkeypatch):
-    from hub.settings import get_settings
-
-    monkeypatch.setenv("HUB_DATABASE_URL", settings.resolved_database_url())
-    monkeypatch.setenv("HUB_HOME", str(tmp_path))
-    get_settings.cache_clear()
-    runner = CliRunner()
-    yield lambda *args: runner.invoke(cli, list(args))
-    get_settings.cache_clear()
 
 
 def pending(rt) -> int:

@@ -5,23 +5,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
-from click.testing import CliRunner
-from hub.cli import cli
-
 from tests.flows import apply_demo_routes
-
-
-@pytest.fixture
-def hub(settings, tmp_path, monkeypatch):
-    from hub.settings import get_settings
-
-    monkeypatch.setenv("HUB_DATABASE_URL", settings.resolved_database_url())
-    monkeypatch.setenv("HUB_HOME", str(tmp_path))
-    get_settings.cache_clear()
-    runner = CliRunner()
-    yield lambda *args: runner.invoke(cli, list(args))
-    get_settings.cache_clear()
 
 
 def test_check_reports_sink_values_that_do_not_exist_and_source_values_with_no_entry(rt, tmp_path, lojinha_pair,

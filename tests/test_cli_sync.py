@@ -5,25 +5,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
-from click.testing import CliRunner
-from hub.cli import cli
-
 from tests.flows import apply_demo_routes
-
-
-@pytest.fixture
-def hub(settings, tmp_path, monkeypatch):
-    """Invoke `hub ...` on the test's store, as the operator's shell would (HUB_* in the environment)."""
-    from hub.settings import get_settings
-
-    monkeypatch.setenv("HUB_DATABASE_URL", settings.resolved_database_url())
-    monkeypatch.setenv("HUB_HOME", str(tmp_path))
-    monkeypatch.setenv("HUB_MAX_BACKOFF_SECONDS", "0.05")
-    get_settings.cache_clear()
-    runner = CliRunner()
-    yield lambda *args: runner.invoke(cli, list(args))
-    get_settings.cache_clear()
 
 
 def test_sync_json_prints_only_json_and_progress_goes_to_stderr_as_plain_lines(rt, tmp_path, lojinha_pair, hub):
@@ -103,3 +85,15 @@ def test_state_shows_and_resets_a_streams_cursor(rt, tmp_path, lojinha_pair, hub
     assert json.loads(hub("state", "demo", "catalog", "--json").stdout)["streams"][0]["position"] is None
     full = json.loads(hub("sync", "demo", "catalog", "--json").stdout)
     assert full["streams"][0]["unchanged"] == 4 and full["operations"] == {}, "read again, nothing re-sent"
+
+
+def test_json_failures_are_a_json_object_on_stdout_with_exit_1(rt, tmp_path, lojinha_pair, hub):
+    (_erp, erp_url), (_shop, shop_url) = lojinha_pair
+    apply_demo_routes(rt, tmp_path, erp_url, shop_url, **{"catalog.streams": ["products"]})
+    unknown = hub("sync", "demo", "catalog", "--stream", "produtos", "--json")
+    assert unknown.exit_code == 1 and unknown.stderr == ""
+    error = json.loads(unknown.stdout)
+    assert error["ok"] is False and "no stream produtos" in error["error"] and error["fix"]
+    nobody = json.loads(hub("status", "nobody", "--json").stdout)
+    assert nobody == {"ok": False, "error": "no tenant 'nobody'",
+                      "fix": "Apply a route file that declares it: hub routes apply FILE"}

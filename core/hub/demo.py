@@ -89,8 +89,8 @@ def open_scenario(path: Path) -> tuple[Scenario, Path, config.RoutesFile, config
 
 
 def default_scenario(registry: Registry) -> Path:
-    """The demo a platform plugin ships (the first by platform name, when several do)."""
-    for name in sorted(registry.platforms):
+    """The demo a platform plugin ships (when several do, the lowest ``demo_rank``, then the platform name)."""
+    for name in sorted(registry.platforms, key=lambda n: (registry.platforms[n].platform.demo_rank, n)):
         demo = registry.platforms[name].platform.demo
         if demo:
             return Path(demo)
@@ -108,8 +108,9 @@ def hub_command() -> str:
 
 
 def run_demo(scenario_path: str | None, *, echo: Say | None = None, home: Path | None = None,
-             keep: bool = False) -> dict[str, Any]:
-    """Run the scenario in ``home`` (kept), or in a temporary folder removed at the end unless ``keep``."""
+             keep: bool = False, serve_port: int | None = None) -> dict[str, Any]:
+    """Run the scenario in ``home`` (kept), or in a temporary folder removed at the end unless ``keep``.
+    With ``serve_port``, the console then stays up on the demo's store (sandboxes too) until Ctrl-C."""
     say = echo or (lambda _line: None)
     registry = get_registry()
     path = Path(scenario_path) if scenario_path else default_scenario(registry)
@@ -170,6 +171,10 @@ def run_demo(scenario_path: str | None, *, echo: Say | None = None, home: Path |
             say(f"try: HUB_HOME={workdir} {hub} status {scenario.tenant}   /   "
                 f"HUB_HOME={workdir} {hub} logs {scenario.tenant} --errors   /   HUB_HOME={workdir} {hub} runs "
                 f"{scenario.tenant}")
+        if serve_port is not None:
+            from hub.console.serving import serve_demo
+
+            serve_demo(rt, settings, scenario.tenant, say, port=serve_port)
         return {"database": settings.resolved_database_url(), "tenant": scenario.tenant, "status": status,
                 "quarantined": refused, "before": before, "after": after}
     finally:

@@ -7,8 +7,8 @@ hand (the route's source for pulls, its sink for pushes). Dispatch is determinis
 pluggy subset caller that leaves every other plugin's implementation out (other plugins' wrappers still run, and
 ``HUB_TRACE_PLUGINS`` traces the call); see :mod:`hub.registry`.
 ``authenticate``, ``pull_catalog``, ``pull_sales``, ``pull_invoices``, ``push_catalog``, ``push_stock``,
-``push_price``, ``push_sale``, ``push_invoice``, ``emit_invoice``, ``perform_action``, ``prune_catalog`` and
-``parse_webhook`` are targeted.
+``push_price``, ``push_sale``, ``push_invoice``, ``emit_invoice``, ``perform_action``, ``prune_catalog``,
+``list_values`` and ``parse_webhook`` are targeted.
 
 **Broadcast** hooks are called on every plugin and their answers are collected:
 ``register_platforms``, ``register_commands``, ``validate_fiscal`` (every problem from every plugin) and
@@ -163,6 +163,16 @@ def emit_invoice(
 
 
 @hookspec
+def list_values(ctx: ConnectorContext, table: str) -> dict[str, str] | None:
+    """The values this platform offers for the DE-PARA table ``table`` (e.g. ``statuses``): value -> its name.
+
+    Read online (``hub routes check``, ``hub mappings``) so that a route's mapping to a value the platform lacks,
+    or a value that passes through a route by name and has no same-named value here, is reported before records
+    are refused one by one. Return None for a table the platform has no list of. Tables a platform lists through
+    a stream (``payment_methods``) need no answer here."""
+
+
+@hookspec
 def perform_action(
     ctx: ConnectorContext, action: Action, record: Canonical, external_id: str, idempotency_key: str
 ) -> PushResult:
@@ -176,11 +186,15 @@ def perform_action(
 
 
 @hookspec
-def parse_webhook(ctx: ConnectorContext, headers: dict[str, str], body: bytes) -> list[WebhookEvent]:
+def parse_webhook(ctx: ConnectorContext, headers: dict[str, str], body: bytes, query: dict[str, str]
+                  ) -> list[WebhookEvent]:
     """Verify a webhook delivered for this connection and read its events.
 
     ``headers`` have lower-case names and ``body`` is the raw request body: verify the signature over those
-    bytes in constant time and raise :class:`hub.errors.BadSignature` when it does not match. Do no I/O; the core
+    bytes in constant time and raise :class:`hub.errors.BadSignature` when it does not match. ``query`` is the
+    delivery URL's query string (the first value of each name; empty when there is none): a platform that signs
+    nothing is authenticated by a secret token in the URL registered for the connection, compared in constant
+    time. An implementation that does not name ``query`` is called as before. Do no I/O; the core
     answers at once, dedupes on ``event_id`` and schedules incremental syncs.
     """
 

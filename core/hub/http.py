@@ -123,7 +123,11 @@ class Budget:
     and at most ``per_day`` a day of ``day_tz`` (then QuotaExhausted pauses the connection until midnight there).
     ``key`` names what the platform limits (an account, an account and an operation), so every worker of every
     process shares it. Keep ``rate`` a few percent under a published limit that the platform counts in a sliding
-    window: a request sent a few milliseconds late must not land in the same window as the next one."""
+    window: a request sent a few milliseconds late must not land in the same window as the next one.
+
+    Within one key, calls are served by priority: the core marks each context's calls urgent (sales, their actions
+    and invoices) or bulk (the catalog) from what the context is doing (:func:`hub.sync.context.budget_priority`),
+    so a plugin declares nothing for it; see :mod:`hub.ratelimit`."""
 
     key: str
     rate: float

@@ -7,6 +7,7 @@ to a value the sink does not have is caught here, before sales are refused one b
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,18 +50,34 @@ class TableReport:
                 "source_error": self.source.error, "sink_error": self.sink.error, "problems": self.problems}
 
 
+def fold(value: str) -> str:
+    """A name as platforms compare it when a value passes by name: case and accents ignored."""
+    return "".join(c for c in unicodedata.normalize("NFKD", value.casefold()) if not unicodedata.combining(c)).strip()
+
+
 def read_list(rt: Runtime, conn: Connection, table: str) -> Side:
-    """The platform's values for ``table``, read online through its plugin (nothing when it lists none)."""
+    """The platform's values for ``table``, read online through its plugin (nothing when it lists none): from its
+    ``list_values`` hook, or from the stream whose records are the values."""
     side = Side()
     stream = LISTS.get(table)
     platform = rt.registry.platforms.get(conn.platform)
-    if stream is None or platform is None or stream not in platform.platform.pulls:
+    if platform is None:
+        return side
+    answers = rt.registry.implements(conn.platform, "list_values")
+    if not answers and (stream is None or stream not in platform.platform.pulls):
         return side
     from hub.streams import stream_spec
 
     ctx = None
     try:
         ctx = make_context(rt, conn, None, stream)
+        listed = rt.registry.call(conn.platform, "list_values", ctx=ctx, table=table) if answers else None
+        if listed is not None:
+            side.values.update({str(k): str(v) for k, v in listed.items()})
+            side.listed = True
+            return side
+        if stream is None or stream not in platform.platform.pulls:
+            return side
         pages = rt.registry.call(conn.platform, stream_spec(stream, rt.registry).pull_hook, ctx=ctx, stream=stream,
                                  since=None)
         for page in pages:
@@ -121,9 +138,12 @@ def route_tables(rt: Runtime, tenant: str, route_name: str) -> list[TableReport]
             src.values.setdefault(value, value)
         report = TableReport(name, dict(entries) if entries is not None else None, src, dst)
         where = f"routes.{route_name}.mappings.{name}"
+        # a platform takes a mapped value by its code or by its name (Bling: a forma de pagamento by id or name)
+        offered_names = {fold(v) for v in dst.values} | {fold(n) for n in dst.values.values()}
         for value in sorted(set(src.values) | set(entries or {})):
             target = (entries or {}).get(value)
-            on_sink = None if not dst.listed or target is None else target in dst.values
+            on_sink = None if not dst.listed or target is None else (
+                target in dst.values or fold(target) in offered_names)
             report.rows.append({"source": value, "source_name": src.values.get(value), "sink": target,
                                 "sink_name": dst.values.get(target) if target else None, "sink_has_it": on_sink})
             if entries is not None and target is None:
@@ -132,12 +152,27 @@ def route_tables(rt: Runtime, tenant: str, route_name: str) -> list[TableReport]
             elif on_sink is False:
                 report.problems.append(f"{where}.{value}: {target!r} is not offered by {sink.name} (fix: use one "
                                        f"of: {', '.join(sorted(dst.values)) or 'none'})")
-        if entries is None and name in LISTS and src.values and dst.listed and set(src.values) - set(dst.values):
-            missing = sorted(set(src.values) - set(dst.values))
-            report.problems.append(f"{where}: not set, and {source.name} uses {', '.join(missing)} which "
-                                   f"{sink.name} does not offer (fix: add the DE-PARA table)")
+        if entries is None and src.values and dst.listed:
+            report.problems.extend(_passing_by_name(report, where, source.name, sink.name, name in LISTS))
         reports.append(report)
     return reports
+
+
+def _passing_by_name(report: TableReport, where: str, source: str, sink: str, by_code: bool) -> list[str]:
+    """Without a table, values pass as they are: those the sink does not offer (by code for listed records, by
+    name, case and accents ignored, for the rest) would be refused one by one at push time."""
+    if by_code:
+        missing = sorted(set(report.source.values) - set(report.sink.values))
+        return [f"{where}: not set, and {source} uses {', '.join(missing)} which {sink} does not offer (fix: add "
+                "the DE-PARA table)"] if missing else []
+    offered = {fold(v) for v in report.sink.values} | {fold(n) for n in report.sink.values.values()}
+    missing = sorted(v for v in report.source.values if fold(v) not in offered)
+    if not missing:
+        return []
+    offers = ", ".join(sorted(report.sink.values.values())) or "none"
+    return [f"{where}: not set, so {report.table} pass by name, and {sink} has no {report.table} named "
+            f"{', '.join(repr(m) for m in missing)} (it has: {offers}) (fix: create them in {sink} with exactly "
+            f"{source}'s names, or add the DE-PARA table)"]
 
 
 def tenant_check(rt: Runtime, tenant: str) -> dict[str, list[TableReport]]:

@@ -70,6 +70,9 @@ class Platform:
     docs: str = ""
     demo: str | None = None
     """Path of a demo scenario (see :mod:`hub.demo`) that ``hub demo`` runs by default."""
+    demo_rank: int = 100
+    """Which demo ``hub demo`` runs when several plugins ship one: the lowest rank, then the platform name (the
+    others run with ``--scenario``)."""
     resync_options: frozenset[str] = frozenset()
     """Options that change what is written to the platform (e.g. the SKU as barcode): changing one after the
     first sync makes the next sync of every route into that connection a full resync."""

@@ -1,12 +1,15 @@
 """The run history (``hub runs``): each run of a route, when it started and ended, and what it moved.
 
-A run's operations, quarantined records, API calls and 429s are those of its route inside its time window (from
-its start to its end, or now while it runs), so a run records nothing on the hot path beyond its start and end.
+A run's operations, quarantined records, API calls and 429s are its own: while it runs, :data:`CURRENT_RUN` names it
+in its thread (and the threads it hands work to), and every API log row and quarantined record it writes and every
+operation it queues or runs carries its id (an operation a worker runs stays its queuing run's). Two runs of one
+route at once (``hub sync`` beside ``hub run``'s schedule) never count each other's work, which a time window on the
+route could not tell apart.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, update
@@ -20,13 +23,20 @@ if TYPE_CHECKING:
     from hub.sync.pull import SyncReport
 
 
+CURRENT_RUN: ContextVar[int | None] = ContextVar("hub_current_run", default=None)
+"""The run this thread works for, stamped on the rows it writes (``run_id``); None outside a run (a worker)."""
+
+
 def start_run(rt: Runtime, route: Route, trigger: str) -> int:
+    """Record the run and make it this thread's current run until :func:`end_run`."""
     with rt.store.begin() as s:
         run = Run(tenant_id=route.tenant_id, route_id=route.id, route=route.name, trigger=trigger, status="running",
                   started_at=utcnow(), ended_at=None, streams={}, error=None)
         s.add(run)
         s.flush()
-        return run.id
+        run_id = run.id
+    CURRENT_RUN.set(run_id)
+    return run_id
 
 
 def stream_rows(report: SyncReport) -> dict[str, Any]:
@@ -37,33 +47,26 @@ def stream_rows(report: SyncReport) -> dict[str, Any]:
                        "error": mask_documents(r.error)} for r in report.streams}
 
 
-def window_counts(rt: Runtime, run: Run, until: datetime | None = None) -> dict[str, Any]:
-    """What happened on the run's route between its start and ``until`` (its end, or now)."""
-    end = until or run.ended_at or utcnow()
+def run_counts(rt: Runtime, run_id: int) -> dict[str, Any]:
+    """What the run itself did: the operations it ran (by outcome), the records it refused, its API calls and 429s."""
     with rt.store.sessions() as s:
-        route = s.get(Route, run.route_id)
         ops = {state: n for state, n in s.execute(
-            select(Operation.state, func.count()).where(
-                Operation.route_id == run.route_id, Operation.updated_at >= run.started_at,
-                Operation.updated_at <= end).group_by(Operation.state))}
-        refused = s.scalar(select(func.count()).select_from(Quarantine).where(
-            Quarantine.route_id == run.route_id, Quarantine.created_at >= run.started_at,
-            Quarantine.created_at <= end)) or 0
-        conns = [route.source_id, route.sink_id] if route is not None else []
-        calls = s.execute(select(func.count(), func.count().filter(ApiCall.status == 429)).where(
-            ApiCall.tenant_id == run.tenant_id, ApiCall.connection_id.in_(conns), ApiCall.at >= run.started_at,
-            ApiCall.at <= end)).one()
+            select(Operation.state, func.count()).where(Operation.run_id == run_id).group_by(Operation.state))}
+        refused = s.scalar(select(func.count()).select_from(Quarantine).where(Quarantine.run_id == run_id)) or 0
+        calls = s.execute(select(func.count(), func.count().filter(ApiCall.status == 429))
+                          .where(ApiCall.run_id == run_id)).one()
     return {"operations": ops, "quarantined": int(refused), "api_calls": int(calls[0]),
             "rate_limited": int(calls[1])}
 
 
 def end_run(rt: Runtime, run_id: int, report: SyncReport | None, error: str | None = None) -> dict[str, Any]:
-    """Close the run with its streams' counts and its window's figures; return the figures."""
+    """Close the run with its streams' counts and its own figures; return the figures."""
+    if CURRENT_RUN.get() == run_id:
+        CURRENT_RUN.set(None)
     now = utcnow()
-    with rt.store.sessions() as s:
-        run = s.get_one(Run, run_id)
-        s.expunge(run)
-    figures = window_counts(rt, run, now)
+    figures = run_counts(rt, run_id)
+    if report is not None:  # a record refused again keeps one quarantine row, stamped with the latest run
+        figures["quarantined"] = max(figures["quarantined"], sum(r.counts.quarantined for r in report.streams))
     failed_streams = [r for r in report.streams if r.error] if report is not None else []
     error = error or (f"{failed_streams[0].stream}: {failed_streams[0].error}" if failed_streams else None)
     ops = figures["operations"]
@@ -77,17 +80,20 @@ def end_run(rt: Runtime, run_id: int, report: SyncReport | None, error: str | No
     return {**figures, "status": status}
 
 
-def list_runs(rt: Runtime, tenant: str, route: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
-    """The newest runs first; a run still going shows its figures so far."""
+def list_runs(rt: Runtime, tenant: str, route: str | None = None, limit: int = 20,
+              before: int | None = None) -> list[dict[str, Any]]:
+    """The newest runs first; a run still going shows its figures so far. ``before`` (a run id) pages on."""
     with rt.store.sessions() as s:
         query = select(Run).where(Run.tenant_id == tenant).order_by(Run.id.desc()).limit(limit)
+        if before is not None:
+            query = query.where(Run.id < before)
         if route is not None:
             query = query.where(Run.route == route)
         runs = list(s.scalars(query))
         s.expunge_all()
     rows = []
     for run in runs:
-        live = window_counts(rt, run) if run.ended_at is None else None
+        live = run_counts(rt, run.id) if run.ended_at is None else None
         rows.append({
             "id": run.id, "route": run.route, "trigger": run.trigger, "status": run.status,
             "started_at": run.started_at, "ended_at": run.ended_at,

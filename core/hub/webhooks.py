@@ -1,8 +1,9 @@
 """The webhook endpoint: verify, dedupe, answer at once, and turn events into incremental syncs.
 
-``POST /webhooks/{tenant}/{connection}``. The connection's plugin verifies the signature over the raw body
-(``parse_webhook``); the core remembers each event id (platforms deliver twice) and marks every route that reads
-the event's stream from that connection as due now. The scheduler then runs an ordinary incremental sync, which
+``POST /webhooks/{tenant}/{connection}[?query]``. The connection's plugin verifies the signature over the raw
+body, or a secret token in the URL's query string for platforms that sign nothing (``parse_webhook``); the core
+remembers each event id (platforms deliver twice) and marks every route that reads the event's stream from that
+connection as due now. The scheduler then runs an ordinary incremental sync, which
 re-reads records from the API: a webhook is only a trigger, so a lost, duplicated or out-of-order one does no harm.
 Nothing slow happens before the answer (one transaction), well inside the 5 s platforms allow.
 
@@ -14,6 +15,7 @@ validated before they touch the store (4xx, never a 500), and concurrent deliver
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
@@ -34,6 +36,8 @@ from hub.store.schema import WebhookEvent as SeenEvent
 from hub.sync.loading import Runtime, connection_context
 
 log = logging.getLogger("hub.webhooks")
+DUE_LISTENERS: list[Callable[[], object]] = []
+"""Called after a delivery marks routes due: a ``hub run`` serving the webhooks itself starts them at once."""
 MAX_BODY = 1_000_000
 
 
@@ -66,8 +70,12 @@ def _insert_new(dialect: str) -> Any:
             .returning(SeenEvent.event_id))
 
 
-def accept(rt: Runtime, tenant: str, connection: str, headers: dict[str, str], body: bytes) -> dict[str, object]:
-    """Verify and record one delivery; return what was done. Raises BadSignature, or Fatal for no connection."""
+def accept(rt: Runtime, tenant: str, connection: str, headers: dict[str, str], body: bytes,
+           query: dict[str, str] | None = None) -> dict[str, object]:
+    """Verify and record one delivery; return what was done. Raises BadSignature, or Fatal for no connection.
+
+    ``query`` is the URL's query string (first value of each name): a platform that signs nothing authenticates
+    its deliveries with a secret token in the URL registered for the connection."""
     with rt.store.sessions() as s:
         conn = s.scalar(select(Connection).where(Connection.tenant_id == tenant, Connection.name == connection))
         if conn is None:
@@ -75,7 +83,7 @@ def accept(rt: Runtime, tenant: str, connection: str, headers: dict[str, str], b
         s.expunge(conn)
     ctx = connection_context(rt, conn, stream="webhook")
     parsed: list[WebhookEvent] = rt.registry.call(conn.platform, "parse_webhook", ctx=ctx, headers=headers,
-                                                  body=body)
+                                                  body=body, query=dict(query or {}))
     events = _checked(tenant, connection, parsed)
     now = utcnow()
     insert = _insert_new(rt.store.dialect)
@@ -92,6 +100,9 @@ def accept(rt: Runtime, tenant: str, connection: str, headers: dict[str, str], b
                 if streams & set(route.config.get("streams", [])):
                     triggered.append(route.name)
                     s.execute(update(Route).where(Route.id == route.id).values(next_run_at=now))
+    if triggered:
+        for listener in list(DUE_LISTENERS):
+            listener()
     return {"accepted": len(fresh), "duplicates": len(events) - len(fresh), "routes": sorted(triggered)}
 
 
@@ -125,8 +136,11 @@ def app(rt: Runtime) -> Starlette:
         except ClientDisconnect:
             return JSONResponse({"error": "incomplete body"}, status_code=400)
         headers = {k.lower(): v for k, v in request.headers.items()}
+        query: dict[str, str] = {}
+        for name, value in request.query_params.multi_items():
+            query.setdefault(name, value)  # the first value of a repeated name, so a second cannot override it
         try:
-            result = await run_in_threadpool(accept, rt, tenant, connection, headers, body)
+            result = await run_in_threadpool(accept, rt, tenant, connection, headers, body, query)
         except BadSignature as exc:
             log.warning("webhook refused for %s/%s: %s", tenant, connection, mask_documents(exc.message))
             return JSONResponse({"error": "invalid signature"}, status_code=401)

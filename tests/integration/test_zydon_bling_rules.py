@@ -205,6 +205,33 @@ def test_a_bling_status_missing_in_zydon_is_reported_once_with_the_fix_and_other
     assert len([q for q in z.quarantined() if q.entity == "sales"]) == 1
 
 
+def test_routes_check_lists_the_bling_statuses_with_no_same_named_zydon_status_before_any_order_meets_one(
+        zpair: ZydonPair, settings: Any, tmp_path: Any, monkeypatch: Any) -> None:
+    import json
+
+    from click.testing import CliRunner
+    from hub.cli import cli
+    from hub.settings import get_settings
+
+    z = zpair
+    z.apply()
+    z.bling.add_situacao("Em separação")
+    monkeypatch.setenv("HUB_DATABASE_URL", settings.resolved_database_url())
+    monkeypatch.setenv("HUB_HOME", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli, ["routes", "check", TENANT, "--json"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 1, result.output
+    problems = [p for route in json.loads(result.stdout)["routes"]["statuses"] for p in route["problems"]]
+    zydon_names = sorted(str(s["name"]) for s in z.zydon.statuses())
+    assert any("'Em separação'" in p and "create them in zydon with exactly bling's names" in p.lower()
+               for p in problems), problems
+    assert not any(f"{name!r}" in p for p in problems for name in zydon_names), \
+        "a Bling situação Zydon has (case and accents aside) is not reported"
+
+
 def test_emit_invoices_attaches_blings_nfe_key_and_xml_to_the_zydon_order_once(zpair: ZydonPair) -> None:
     z = zpair
     _activate(z, 6, **{"routes.orders.emit_invoices": True})

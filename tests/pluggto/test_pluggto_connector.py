@@ -160,6 +160,55 @@ def test_a_product_is_upserted_by_sku_with_ncm_cest_and_nbm(make: Any) -> None:
     assert h.sandbox.sku("CAM-01")["name"] == "Camiseta lisa"
 
 
+def test_a_variation_or_product_the_source_deletes_or_deactivates_is_deleted_from_pluggto_once(make: Any) -> None:
+    h = make(pull="products", push="products")
+    grid = Product(sku="GRID-1", name="Camiseta", price="59.90",
+                   variations=[Variation(sku="GRID-1-P", attributes={"Tamanho": "P"}),
+                               Variation(sku="GRID-1-M", attributes={"Tamanho": "M"}),
+                               Variation(sku="GRID-1-G", attributes={"Tamanho": "G"})])
+    (op,) = h.stage(grid)
+    assert h.run(op) == "done", h.operation(op).last_error
+    trimmed = grid.model_copy(update={"variations": [grid.variations[0],
+                                                     grid.variations[1].model_copy(update={"active": False})]})
+    (op,) = h.stage(trimmed)
+    assert h.run(op) == "done", h.operation(op).last_error
+    assert [v["sku"] for v in h.sandbox.sku("GRID-1")["variations"]] == ["GRID-1-P"], "removed and inactive: gone"
+    (op,) = h.stage(trimmed.model_copy(update={"active": False}))
+    assert h.run(op) == "done", h.operation(op).last_error
+    assert not h.sandbox.records("products")
+    deletes = [r["path"] for r in h.sandbox.request_log if r["method"] == "DELETE"]
+    assert sorted(deletes) == ["/skus/GRID-1", "/skus/GRID-1-G", "/skus/GRID-1-M"]
+    h.make_due(op, state="pending")
+    assert h.run(op) == "done", "a redelivery finds it gone: done"
+
+
+def test_a_hybrid_offer_read_from_pluggto_is_quarantined_with_its_fix_and_the_rest_goes_on(make: Any) -> None:
+    h = make(pull="products")
+    h.sandbox.create_sku("FBA-ONLY", name="Só FBA", quantity=0)
+    h.sandbox.create_sku("BOTH", name="Híbrido", quantity=4)
+    h.sandbox.create_sku("OWN", name="Estoque próprio", quantity=4)
+    for sku in ("FBA-ONLY", "BOTH"):
+        h.sandbox.mark_fba(sku)
+    assert h.pull(full=True).ok
+    (q,) = h.quarantined()
+    assert "BOTH" in q.reason and "hybrid offer" in q.reason and q.field == "stock_table"
+    assert "one way only" in (q.fix or "")
+    with h.rt.store.sessions() as s:
+        from hub.store.schema import Record
+        skus = {r.natural_key for r in s.scalars(select(Record).where(Record.entity == "products"))}
+    assert skus == {"FBA-ONLY", "OWN"}
+
+
+def test_stock_is_never_written_to_amazons_fba_warehouse(make: Any) -> None:
+    h = make(push="stock")
+    h.sandbox.create_sku("FBA-W", name="Produto FBA")
+    (op,) = h.stage(StockLevel(sku="FBA-W", warehouse="amazon_fba", quantity="7"))
+    assert h.run(op) == "failed"
+    (q,) = h.quarantined()
+    assert q.field == "warehouse" and "mappings.stores" in (q.fix or "")
+    assert not [r for r in h.sandbox.request_log if r["method"] == "PUT"]
+
+
 def test_a_product_without_nbm_sends_its_ncm_as_nbm_and_reads_back_either_spelling(make: Any) -> None:
     h = make(pull="products", push="products")
     (op,) = h.stage(Product(sku="NCM-ONLY", name="Só NCM", price="10.00", fiscal=ProductFiscal(ncm="61091000")))
@@ -327,6 +376,28 @@ def test_notifications_need_the_connections_token_and_trigger_a_re_read(make: An
         accept(h.rt, "conformance", "platform", good, other_user)
     message = json.dumps({"type": "messages", "id": "m1", "action": "created", "user": 129}).encode()
     assert accept(h.rt, "conformance", "platform", good, message)["routes"] == []
+
+
+def test_the_notification_url_carries_the_token_in_its_query_string_through_the_receiver(make: Any) -> None:
+    """Plugg.to's notification settings take a URL, not headers: the receiver hands the query string to the plugin,
+    which compares the token in constant time; a repeated name cannot override the first value."""
+    from hub import webhooks
+    from hub.sandbox import serve
+
+    h = make(pull="sales")
+    receiver = serve(webhooks.app(h.rt))
+    url = f"{receiver.base_url}/webhooks/conformance/platform"
+    token = h.sandbox.webhook_token
+    body = {"type": "orders", "id": "q1", "action": "created", "user": 129}
+    try:
+        answers = [httpx.post(f"{url}?token={token}", json=body).status_code,
+                   httpx.post(f"{url}?token=nope", json={**body, "id": "q2"}).status_code,
+                   httpx.post(f"{url}?token=nope&token={token}", json={**body, "id": "q3"}).status_code,
+                   httpx.post(url, json={**body, "id": "q4"}).status_code,
+                   httpx.post(url, json={**body, "id": "q5"}, headers={"x-pluggto-token": token}).status_code]
+    finally:
+        receiver.stop()
+    assert answers == [200, 401, 401, 401, 200], answers
 
 
 # --- Plugg.to as the NF-e issuer ----------------------------------------------------------------------------------

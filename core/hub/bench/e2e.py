@@ -194,7 +194,13 @@ def _run_leg(rt: Runtime, tenant: str, leg: Leg, children: dict[str, Child],
         "cpu_seconds": round(_usage()[0] - cpu0, 2),
         "operations": states,
         "stream_errors": {r.stream: r.error for r in report.streams if r.error},
+        # each `stats` call empties the sandbox's request log, so the second one holds the leg's calls exactly
+        "calls_by_kind": {name: dict(sorted((after[name].get("calls") or {}).items(), key=lambda kv: -kv[1]))
+                          for name in after},
     }
+    for name, figures in after.items():  # what a platform's sandbox measures on its side (Amazon: Created -> NF-e)
+        if figures.get("figures"):
+            out[f"{name}_figures"] = figures["figures"]
     if leg.stream == "sales":
         with rt.store.sessions() as s:
             rows = s.execute(select(Operation.created_at, Operation.updated_at).where(
@@ -226,11 +232,19 @@ def run(products: int, sales: int, limited_products: int, limited_sales: int, sc
 @click.option("--limited-sales", default=40, show_default=True, help="Sales with the rate limits on.")
 @click.option("--categories", default=20, show_default=True)
 @click.option("--scenario", default=None, help="A demo scenario file; default: the one the installed platforms ship.")
+@click.option("--changes", "changes", is_flag=True,
+              help="Time single changes instead, through a running `hub run` fed by webhooks (default scenario: "
+                   "Zydon <-> Bling): what `hub bench changes` prints, with its defaults.")
 @click.option("--json", "as_json", is_flag=True)
 def bench_e2e(products: int, sales: int, limited_products: int, limited_sales: int, categories: int,
-              scenario: str | None, as_json: bool) -> None:
+              scenario: str | None, changes: bool, as_json: bool) -> None:
     """A demo scenario's catalog and sales routes end to end, sandboxes in their own processes: rate limits on
-    (a small catalog) and off (PRODUCTS, SALES)."""
+    (a small catalog) and off (PRODUCTS, SALES). With --changes, change -> sink latency and a burst instead."""
+    if changes:
+        from hub.bench.changes import bench_changes
+
+        click.get_current_context().invoke(bench_changes, scenario=scenario, as_json=as_json)
+        return
     phases = ("on", "off") if limited_products else ("off",)
     figures = run(products, sales, limited_products, limited_sales, scenario, categories, phases)
     click.echo(json.dumps(figures, indent=None if as_json else 2))

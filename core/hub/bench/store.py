@@ -9,10 +9,10 @@ import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
-from sqlalchemy import delete
+from sqlalchemy import bindparam, delete, insert, update
 
 from hub.models import Product, ProductFiscal
 from hub.platform import Incoming
@@ -29,7 +29,7 @@ from hub.store.schema import (
     Route,
     Tenant,
 )
-from hub.sync.ingest import ingest_page
+from hub.sync.ingest import BINDINGS, RECORDS, ingest_page, operation_row
 from hub.sync.loading import route_view
 
 
@@ -100,19 +100,66 @@ def run(url: str, records: int, page_size: int) -> dict[str, Any]:
         elapsed = time.perf_counter() - started
         figures[phase] = {"seconds": round(elapsed, 2), "records_per_s": round(records / elapsed),
                           "operations_enqueued": ops}
+    figures["bare"] = bare(store, route, records, page_size)
+    for phase in ("insert", "update"):
+        figures[phase]["of_bare"] = round(figures["bare"][phase]["seconds"] / figures[phase]["seconds"], 2)
     figures["peak_rss_mb"] = peak_rss_mb()
     _clear(store)
     store.engine.dispose()
     return figures
 
 
+def bare(store: Store, route: Route, records: int, page_size: int) -> dict[str, Any]:
+    """The rows the hub writes per record (the record, its binding, an outbox operation) written with nothing in
+    between: one executemany per table and page into the store's own tables, then executemany UPDATEs by key and
+    the new operations. The ceiling the store's rates are compared with (``of_bare``: the hub's speed as a
+    fraction of this), with the same models built and hashed on both sides."""
+    figures: dict[str, Any] = {}
+    for phase, version in (("insert", 1), ("update", 2)):
+        started = time.perf_counter()
+        for page in _pages(records, page_size, version):
+            now = utcnow()
+            models = [(f"bare-{item.external_id}", cast(Product, item.data)) for item in page]
+            hashes = {key: model.content_hash() for key, model in models}
+            with store.engine.begin() as conn:
+                ops = [operation_row(route, kind="push_catalog", entity="products", canonical_id=key,
+                                     content_hash=hashes[key]) for key, _ in models]
+                if phase == "insert":
+                    conn.execute(insert(Record), [dict(
+                        tenant_id="bench", entity="products", canonical_id=key, natural_key=model.natural_key(),
+                        payload=model.model_dump(mode="json"), content_hash=hashes[key], version=1,
+                        updated_at=now) for key, model in models])
+                    conn.execute(insert(Binding), [dict(
+                        tenant_id="bench", connection_id=route.source_id, entity="products", external_id=key,
+                        canonical_id=key, content_hash=hashes[key], origin="pull", synced_at=now)
+                        for key, _ in models])
+                else:
+                    conn.execute(update(RECORDS).where(
+                        Record.tenant_id == "bench", Record.entity == "products",
+                        Record.canonical_id == bindparam("key")).values(
+                        payload=bindparam("payload"), content_hash=bindparam("hash"), version=Record.version + 1,
+                        updated_at=now), [{"key": key, "payload": model.model_dump(mode="json"),
+                                           "hash": hashes[key]} for key, model in models])
+                    conn.execute(update(BINDINGS).where(
+                        Binding.connection_id == route.source_id, Binding.entity == "products",
+                        Binding.external_id == bindparam("key")).values(
+                        content_hash=bindparam("hash"), synced_at=now),
+                        [{"key": key, "hash": hashes[key]} for key, _ in models])
+                conn.execute(insert(Operation), ops)
+        elapsed = time.perf_counter() - started
+        figures[phase] = {"seconds": round(elapsed, 2), "records_per_s": round(records / elapsed)}
+    return figures
+
+
 @click.command("store")
 @click.option("--records", default=100_000, show_default=True)
 @click.option("--page-size", default=500, show_default=True)
-@click.option("--database-url", default=None, help="Default: a fresh SQLite file in a temporary directory.")
+@click.option("--database-url", default=None, envvar="HUB_DATABASE_URL",
+              help="Default: HUB_DATABASE_URL, else a fresh SQLite file in a temporary directory.")
 @click.option("--json", "as_json", is_flag=True)
 def bench_store(records: int, page_size: int, database_url: str | None, as_json: bool) -> None:
-    """Upsert RECORDS products through the store (insert, unchanged re-run, update) and report the rates."""
+    """Upsert RECORDS products through the store (insert, unchanged re-run, update) and report the rates, beside
+    the same rows written bare (executemany, COPY on PostgreSQL)."""
     with tempfile.TemporaryDirectory() as tmp:
         url = database_url or f"sqlite:///{Path(tmp) / 'bench.db'}"
         figures = run(url, records, page_size)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from hub.bench import bench
-from hub.cli import admin, control, operate
+from hub.cli import admin, control, operate, serve
 from hub.cli.plugin import plugin
 
 
@@ -15,7 +15,7 @@ def cli() -> None:
     """hub: connect Bling, Amazon, Plugg.to, Zydon and CPlug through one canonical store."""
 
 
-for command in (*admin.COMMANDS, *operate.COMMANDS, *control.COMMANDS, bench, plugin):
+for command in (*admin.COMMANDS, *operate.COMMANDS, *control.COMMANDS, *serve.COMMANDS, bench, plugin):
     cli.add_command(command)
 
 _plugged = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import wraps
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -257,15 +258,101 @@ def routes_check(tenant: str, as_json: bool) -> None:
 
 class AuthGroup(click.Group):
     """``hub auth PLATFORM TENANT``: a plugin's own command (e.g. Bling's link-and-code flow), or for a platform
-    without one, authorizing again with the credentials configured for it."""
+    without one, authorizing again with the credentials configured for it. Every one takes ``--json``."""
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         found = super().get_command(ctx, cmd_name)
-        if found is not None:
-            return found
+        if found is None:
+            from hub.registry import get_registry
+
+            found = _reauthorize(cmd_name) if cmd_name in get_registry().platforms else None
+        return _answers_json(found) if found is not None else None
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every installed platform, with its own command or not (for `hub auth --help` and shell completion)."""
         from hub.registry import get_registry
 
-        return _reauthorize(cmd_name) if cmd_name in get_registry().platforms else None
+        return sorted(set(super().list_commands(ctx)) | set(get_registry().platforms))
+
+
+def auth_report(tenant: str, platform: str | None = None, connection: str | None = None) -> list[dict[str, Any]]:
+    """Each connection of TENANT (on ``platform``, named ``connection``) as ``hub auth --json`` reports it: whether
+    it works or waits for `hub auth`, when its token expires and is renewed, and the operations waiting for it.
+    Never a credential."""
+    from sqlalchemy import func, select
+
+    from hub.auth import find_connection
+    from hub.cli.common import store_runtime
+    from hub.errors import Fatal
+    from hub.privacy import mask_documents
+    from hub.store.engine import utcnow
+    from hub.store.schema import Connection, Operation, Tenant
+
+    rt = store_runtime()
+    only = find_connection(rt, tenant, platform, connection) if platform is not None else None
+    with rt.store.sessions() as s:
+        if s.get(Tenant, tenant) is None:
+            raise Fatal(f"no tenant {tenant!r}", fix="Apply a route file that declares it: hub routes apply FILE")
+        conns = [only] if only is not None else list(s.scalars(
+            select(Connection).where(Connection.tenant_id == tenant).order_by(Connection.name)))
+        queued = dict(s.execute(select(Operation.connection_id, func.count()).where(
+            Operation.tenant_id == tenant, Operation.state.in_(("pending", "running")))
+            .group_by(Operation.connection_id)).all())
+    now = utcnow()
+    rows = []
+    for conn in conns:
+        paused = conn.paused_until is not None and conn.paused_until > now
+        state = "active" if not paused else "needs_authorization" if conn.pause_kind == "auth" else "paused"
+        rows.append({"tenant": tenant, "connection": conn.name, "platform": conn.platform, "state": state,
+                     "pause_kind": conn.pause_kind if paused else None,
+                     "pause_reason": mask_documents(conn.pause_reason) if paused else None,
+                     "paused_until": conn.paused_until if paused else None,
+                     "token_issued_at": conn.token_issued_at, "token_expires_at": conn.token_expires_at,
+                     "renew_by": conn.renew_by, "renewal_in_flight_since": conn.auth_attempt_at,
+                     "queued_operations": int(queued.get(conn.id, 0)),
+                     "fix": f"hub auth {conn.platform} {tenant} --connection {conn.name}"
+                            if state == "needs_authorization" else None})
+    return rows
+
+
+def _answers_json(command: click.Command) -> click.Command:
+    """Give a ``hub auth`` command ``--json`` when its plugin did not: what it prints (the consent link, the prompt
+    for the code) goes to stderr, and stdout gets the connection as :func:`auth_report` has it afterwards, or the
+    JSON error object (exit 1). Scripts pass ``--code`` (and ``--state``) so nothing is asked."""
+    if command.callback is None or any(p.name == "as_json" for p in command.params):
+        return command
+    inner = command.callback
+    command.params.append(click.Option(["--json", "as_json"], is_flag=True,
+                                       help="Print only JSON on stdout: the connection's state and token expiry, "
+                                            "or the error (exit 1)."))
+
+    @wraps(inner)
+    def callback(*args: Any, as_json: bool = False, **kwargs: Any) -> Any:
+        if not as_json:
+            return inner(*args, **kwargs)
+        import contextlib
+        import sys
+
+        from hub.cli.common import JSON_MODE, fail
+
+        ctx = click.get_current_context()
+        ctx.meta[JSON_MODE] = sys.stdout
+        with contextlib.redirect_stdout(sys.stderr):
+            try:
+                inner(*args, **kwargs)
+            except (click.Abort, EOFError):
+                fail("no authorization code was given", fix=f"Pass it with --code (and the link's --state) to "
+                                                            f"`hub auth {command.name} ... --json`.")
+        tenant = kwargs.get("tenant")
+        if tenant is None:
+            echo_json({"ok": True})
+            return None
+        (row,) = auth_report(tenant, command.name, kwargs.get("connection_name"))
+        echo_json({"ok": True, **row})
+        return None
+
+    command.callback = friendly_errors(callback)
+    return command
 
 
 def _reauthorize(platform: str) -> click.Command:
@@ -288,7 +375,29 @@ def _reauthorize(platform: str) -> click.Command:
 
 @click.group(cls=AuthGroup)
 def auth() -> None:
-    """Authorize a tenant's connection; each platform plugin adds its command (e.g. `hub auth bling TENANT`)."""
+    """Authorize a tenant's connection; each platform plugin adds its command (e.g. `hub auth bling TENANT`).
+    Every one takes --json."""
+
+
+@auth.command("status")
+@click.argument("tenant")
+@click.option("--json", "as_json", is_flag=True, help="Print only a JSON array, one object per connection.")
+@friendly_errors
+def auth_status(tenant: str, as_json: bool) -> None:
+    """Each connection of TENANT: active or waiting for `hub auth`, token expiry and renewal (UTC), and the
+    operations waiting for it."""
+    from hub.cli.common import show_time
+
+    rows = auth_report(tenant)
+    if as_json:
+        echo_json(rows)
+        return
+    click.echo("times in UTC")
+    for r in rows:
+        click.echo(f"{r['connection']} ({r['platform']}): {r['state'].replace('_', ' ')}; token expires "
+                   f"{show_time(r['token_expires_at'], utc=True)}; {r['queued_operations']} queued operations")
+        if r["fix"]:
+            click.secho(f"    {r['pause_reason'] or 'authorization needed'}; fix: `{r['fix']}`", fg="red")
 
 
 @click.group()

@@ -43,7 +43,27 @@ def friendly_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+JSON_MODE = "hub.json"
+"""``click.Context.meta`` key: set (to the stdout the JSON goes to) by a command that answers in JSON without an
+``as_json`` parameter of its own (a plugin's ``hub auth`` command run with ``--json``)."""
+
+
+def json_requested() -> bool:
+    """Whether the running command was asked for JSON (its ``--json``), so an error must be JSON too."""
+    ctx = click.get_current_context(silent=True)
+    return ctx is not None and (bool(ctx.params.get("as_json")) or JSON_MODE in ctx.meta)
+
+
 def fail(message: str, fix: str | None = None) -> None:
+    """Report an error and exit 1: its message and fix on stderr, or with ``--json`` a JSON object on stdout
+    (``{"ok": false, "error": ..., "fix": ...}``), so a script reads every outcome the same way."""
+    if json_requested():
+        from hub.privacy import mask_documents
+
+        ctx = click.get_current_context()
+        click.echo(json.dumps({"ok": False, "error": mask_documents(message), "fix": mask_documents(fix)},
+                              indent=2, ensure_ascii=False), file=ctx.meta.get(JSON_MODE))
+        raise SystemExit(1)
     click.secho(f"error: {message}", fg="red", err=True)
     if fix:
         click.echo(f"fix: {fix}", err=True)

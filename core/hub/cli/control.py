@@ -147,9 +147,12 @@ def uninstall(tenant: str, connection: str, as_json: bool) -> None:
 @click.argument("tenant")
 @click.argument("route")
 @click.option("--starter", is_flag=True, help="Print a starter DE-PARA block (YAML) for each table to paste.")
+@click.option("--write", "write_to", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Insert the starter tables into route file FILE instead (comments and layout kept; entries "
+                   "already there are never changed).")
 @click.option("--json", "as_json", is_flag=True)
 @friendly_errors
-def mappings(tenant: str, route: str, starter: bool, as_json: bool) -> None:
+def mappings(tenant: str, route: str, starter: bool, write_to: str | None, as_json: bool) -> None:
     """ROUTE's DE-PARA tables with both sides' values side by side: each source value (and its name), the sink value
     it maps to, and whether the sink offers it (read online from both platforms)."""
     import yaml
@@ -157,6 +160,20 @@ def mappings(tenant: str, route: str, starter: bool, as_json: bool) -> None:
     from hub.mappings import route_tables, starter_table
 
     reports = route_tables(store_runtime(), tenant, route)
+    if write_to is not None:
+        from hub.cli.route_edit import write_starters
+
+        added = write_starters(write_to, tenant, route, {r.table: starter_table(r) for r in reports if r.rows})
+        todo = sum(1 for entries in added.values() for sink in entries.values() if sink == "TODO")
+        if as_json:
+            echo_json(mask_value({"file": write_to, "tenant": tenant, "route": route, "added": added, "todo": todo}))
+            return
+        for table, entries in added.items():
+            click.echo(f"{table}: added " + ", ".join(f"{k} -> {v}" for k, v in entries.items()))
+        click.echo(f"{write_to}: {sum(len(e) for e in added.values())} entries added"
+                   + (f"; replace the {todo} TODO values, then" if todo else "; now")
+                   + f" `hub routes apply {write_to}`" if added else f"{write_to}: every entry is there already")
+        return
     if as_json:
         echo_json(mask_value([r.as_dict() for r in reports]))
         return

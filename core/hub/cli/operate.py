@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from hub.cli.common import Meter, check_home, echo_json, friendly_errors, local_zone, show_time, store_runtime
+from hub.cli.common import check_home, echo_json, friendly_errors, local_zone, show_time, store_runtime
 from hub.errors import HubError
 from hub.privacy import mask_value
 
@@ -30,7 +30,7 @@ def sync(tenant: str, route: str, full: bool, streams: tuple[str, ...], no_push:
     from hub.runs import end_run
     from hub.sync.drain import drain, operation_counts
     from hub.sync.loading import find_route
-    from hub.sync.pull import sync_route
+    from hub.sync.pull import SyncReport, sync_route
 
     rt = store_runtime()
     with rt.store.sessions() as s:
@@ -40,37 +40,32 @@ def sync(tenant: str, route: str, full: bool, streams: tuple[str, ...], no_push:
     if why is not None:
         raise HubError(f"{why}; nothing was synced", fix=f"`hub resume {tenant} ...` first (see `hub status "
                                                           f"{tenant}`).")
-    def say(line: str) -> None:
-        if not as_json:
-            click.echo(line, err=True)
+    from hub.cli.progress import for_sync
 
-    names = ", ".join(streams) if streams else ", ".join(found.config.get("streams", []))
-    say(f"sync {tenant}/{route}: reading {names}{' (full)' if full else ''}")
+    names = list(streams) or list(found.config.get("streams", []))
+    shown = for_sync(as_json, names)
+    shown.begin(f"sync {tenant}/{route}: reading {', '.join(names)}{' (full)' if full else ''}")
 
     def started(stream: str) -> None:
         if stream == "preflight":
-            say("  checking the source's payment methods against the DE-PARA" if
-                (found.config.get("mappings") or {}).get("payment_methods") is not None else "  connecting")
+            shown.started(stream, "checking the source's payment methods against the DE-PARA" if
+                          (found.config.get("mappings") or {}).get("payment_methods") is not None else "connecting")
         else:
-            say(f"  {stream}: reading...")
+            shown.started(stream)
 
-    def pulled(stream: str, counts: Any) -> None:
-        say(f"  {stream}: +{counts.new} new, {counts.changed} changed, {counts.unchanged} unchanged, "
-            f"{counts.quarantined} quarantined")
-
-    report = sync_route(rt, tenant, route, full=full, progress=pulled, streams=list(streams) or None,
-                        started=started, close_run=False)
+    report: SyncReport | None = None
     try:
+        report = sync_route(rt, tenant, route, full=full, progress=shown.pulled, streams=list(streams) or None,
+                            started=started, close_run=False)
+        shown.pulled_all(report)
         if not no_push:
             waiting = operation_counts(rt, found.id)
-            meter = Meter("pushing", waiting.get("pending", 0) + waiting.get("running", 0))
-            if not as_json:
-                meter.start()
-            drain(rt, found.id, threads=4, progress=None if as_json else meter.update)
-            if not as_json:
-                meter.close()
+            shown.pushing(waiting.get("pending", 0) + waiting.get("running", 0))
+            drain(rt, found.id, threads=4, progress=shown.operation)
     finally:
-        figures = end_run(rt, report.run_id, report) if report.run_id is not None else {}
+        shown.close()
+        figures = end_run(rt, report.run_id, report) if report is not None and report.run_id is not None else {}
+    assert report is not None  # sync_route returned (an error it raised has left already)
     states: dict[str, int] = dict(figures.get("operations", {}))
     left = operation_counts(rt, found.id)
     waiting_now = left.get("pending", 0) + left.get("running", 0)
@@ -131,6 +126,8 @@ def status(tenant: str, local_time: bool, as_json: bool) -> None:
             click.secho(f"  PAUSED{f' ({why})' if why else ''}: {conn['pause_reason']}", fg="red")
         elif conn.get("auth_attempt_at"):
             click.echo(f"  token renewal sent at {when(conn['auth_attempt_at'])} {zone}, answer not stored yet")
+        for notice in conn.get("notices") or []:
+            click.secho(f"  WARNING: {notice}", fg="yellow")
     for route in data["routes"]:
         state = " (disabled)" if not route["enabled"] else " (PAUSED: hub resume)" if route.get("paused_at") else ""
         click.echo(f"route {route['name']}: {route['source']} -> {route['sink']}{state}")
@@ -329,9 +326,11 @@ def sandbox(platform: str, port: int, seeds: tuple[str, ...], faults: tuple[str,
 @click.option("--scenario", "scenario_path", type=click.Path(exists=True), default=None,
               help="Demo scenario file (default: the one an installed platform plugin ships).")
 @click.option("--keep", is_flag=True, help="Keep the demo's temporary store (its path is printed).")
+@click.option("--serve", "serve_port", type=int, default=None, is_flag=False, flag_value=8000,
+              help="Then leave the console up on the demo's store (port 8000, or --serve=PORT); prints a login.")
 @click.option("--json", "as_json", is_flag=True)
 @friendly_errors
-def demo(scenario_path: str | None, keep: bool, as_json: bool) -> None:
+def demo(scenario_path: str | None, keep: bool, serve_port: int | None, as_json: bool) -> None:
     """Start the sandboxes in-process, apply the shipped routes, run the scenario and report. No credentials.
 
     The store is HUB_HOME when it is set (kept), else a temporary folder removed at the end (unless --keep)."""
@@ -341,7 +340,8 @@ def demo(scenario_path: str | None, keep: bool, as_json: bool) -> None:
     from hub.demo import run_demo
 
     home = Path(os.environ["HUB_HOME"]) if os.environ.get("HUB_HOME") else None
-    report = run_demo(scenario_path, echo=None if as_json else lambda line: click.echo(line), home=home, keep=keep)
+    report = run_demo(scenario_path, echo=None if as_json else lambda line: click.echo(line), home=home, keep=keep,
+                      serve_port=serve_port)
     if as_json:
         echo_json(report)
 

@@ -20,6 +20,10 @@ from hub.sync.operations import execute
 log = logging.getLogger("hub.runner")
 ops_log = logging.getLogger("hub.runner.operations")
 QUEUE = "hub"
+URGENT_QUEUE = "hub_urgent"
+"""Sales, their actions and invoices (hub.sync.fairness.URGENT_KINDS): a queue of their own, consumed beside the
+catalog's, so a sale never waits behind thousands of product writes already handed to the broker; its actor's
+priority puts it first in each worker's local queue too."""
 RUN_TIME_LIMIT_MS = 6 * 3600 * 1000
 """A first sync of a 20,000-product Bling catalog takes about two hours at 3 requests/s; the route's lease is
 renewed while it runs (hub.runner.routes.Lease), so dramatiq's default 10-minute limit would only cut it short."""
@@ -29,6 +33,7 @@ renewed while it runs (hub.runner.routes.Lease), so dramatiq's default 10-minute
 class Actors:
     execute_operation: dramatiq.Actor[[int], None]
     run_sync: dramatiq.Actor[[str, str, str | None], None]
+    execute_urgent: dramatiq.Actor[[int], None]
 
 
 def log_operation(rt: Runtime, op_id: int, outcome: str, seconds: float) -> None:
@@ -69,4 +74,6 @@ def declare(broker: dramatiq.Broker, rt: Runtime, policy: RunPolicy | None = Non
                                          queue_name=QUEUE, priority=0, options={}),
         run_sync=dramatiq.Actor(run_sync, broker=broker, actor_name="hub.run_sync", queue_name=QUEUE,
                                 priority=10, options={"max_retries": 0, "time_limit": RUN_TIME_LIMIT_MS}),
+        execute_urgent=dramatiq.Actor(execute_operation, broker=broker, actor_name="hub.execute_urgent",
+                                      queue_name=URGENT_QUEUE, priority=-10, options={}),
     )

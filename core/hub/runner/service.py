@@ -12,17 +12,19 @@ import dramatiq
 from dramatiq import Worker
 from sqlalchemy import select, update
 
+from hub import webhooks
 from hub.control import OPERATOR_KINDS
 from hub.errors import HubError
 from hub.privacy import mask_documents
+from hub.ratelimit import priority_enabled
 from hub.runner.actors import Actors, declare
 from hub.runner.broker import make_broker
 from hub.runner.routes import RunPolicy, claim
 from hub.store.engine import utcnow
 from hub.store.migrate import require_head
 from hub.store.schema import Connection, Operation, Route, Tenant
+from hub.sync.fairness import URGENT_KINDS, fair_due, in_flight
 from hub.sync.loading import Runtime, ensure_auth
-from hub.sync.operations import due_filter
 
 log = logging.getLogger("hub.runner")
 
@@ -32,22 +34,41 @@ def _held_connections() -> Any:
     return select(Connection.id).where(Connection.pause_kind.in_(OPERATOR_KINDS))
 
 
-def relay_once(rt: Runtime, send: Callable[[int], object], limit: int = 500) -> int:
-    """Hand due operations to the broker. A row is re-sent only after a lease without progress, so a lost
-    message is re-sent and a duplicate is harmless (the executor's claim lets one through)."""
+ROUTE_WINDOW = 32
+"""Operations of one route (of each class: urgent, the rest) handed to the broker and not finished yet, across
+every process. The broker's queues are first in, first out: a bound per route keeps one tenant's catalog backlog
+from filling them ahead of everyone else's work, which the relay then hands out round-robin
+(:func:`hub.sync.fairness.fair_due`)."""
+
+
+REFILL_SECONDS = 0.1
+"""While the relay finds work to hand out, it runs again this soon instead of waiting for its next tick."""
+
+
+def relay_once(rt: Runtime, send: Callable[[int], object], limit: int = 500, *,
+               send_urgent: Callable[[int], object] | None = None, window: int | None = ROUTE_WINDOW) -> int:
+    """Hand due operations to the broker, urgent kinds first (to ``send_urgent`` when given: their own queue),
+    the rest round-robin across tenants and routes, at most ``window`` in flight per route and class. A row is
+    re-sent only after a lease without progress, so a lost message is re-sent and a duplicate is harmless (the
+    executor's claim lets one through)."""
     now = utcnow()
     stale = now - timedelta(seconds=rt.lease_seconds)
     with rt.store.begin() as s:
-        ids = list(s.scalars(
-            select(Operation.id).where(due_filter(now))
-            .where((Operation.dispatched_at.is_(None)) | (Operation.dispatched_at < stale))
-            .where(Operation.route_id.not_in(select(Route.id).where(Route.paused_at.is_not(None))),
-                   Operation.connection_id.not_in(_held_connections()))
-            .order_by(Operation.available_at, Operation.id).limit(limit)))
+        room = None
+        if window is not None:
+            room = {key: max(0, window - n) for key, n in in_flight(s, now, stale).items()}
+        ids = fair_due(s, now, limit, window=window, room=room, where=[
+            (Operation.dispatched_at.is_(None)) | (Operation.dispatched_at < stale),
+            Operation.route_id.not_in(select(Route.id).where(Route.paused_at.is_not(None))),
+            Operation.connection_id.not_in(_held_connections())])
+        urgent: set[int] = set()
         if ids:
             s.execute(update(Operation).where(Operation.id.in_(ids)).values(dispatched_at=now))
+            if send_urgent is not None:
+                urgent = set(s.scalars(select(Operation.id).where(Operation.id.in_(ids),
+                                                                  Operation.kind.in_(URGENT_KINDS))))
     for op_id in ids:
-        send(op_id)
+        (send_urgent if op_id in urgent and send_urgent is not None else send)(op_id)
     return len(ids)
 
 
@@ -95,8 +116,12 @@ def renew_idle_once(rt: Runtime) -> int:
 class Service:
     def __init__(self, rt: Runtime, redis_url: str | None, threads: int = 4, relay_interval: float = 0.5,
                  scheduler_interval: float = 5.0, broker: dramatiq.Broker | None = None,
-                 policy: RunPolicy | None = None) -> None:
+                 policy: RunPolicy | None = None, window: int | None = ROUTE_WINDOW) -> None:
         self.rt = rt
+        self.prioritized = priority_enabled()
+        """HUB_BUDGET_PRIORITY=off: one queue, no window per route (first come, first served, as before)."""
+        self.window = window if self.prioritized else None
+        self.refill_at = 1
         self.policy = policy or RunPolicy()
         self.broker = broker or make_broker(redis_url)
         self.actors: Actors = declare(self.broker, rt, self.policy)
@@ -104,6 +129,9 @@ class Service:
         self.relay_interval = relay_interval
         self.scheduler_interval = scheduler_interval
         self.stopping = threading.Event()
+        self.due_now = threading.Event()
+        """Set when a webhook received in this process marks a route due: the scheduler runs at once instead of at
+        its next tick (a webhook served by another process waits for that process's scheduler tick)."""
         self.worker: Worker | None = None
         self._loops: list[threading.Thread] = []
 
@@ -111,33 +139,46 @@ class Service:
         require_head(self.rt.store)
         self.worker = Worker(self.broker, worker_threads=self.threads, worker_timeout=100)
         self.worker.start()
+        webhooks.DUE_LISTENERS.append(self.due_now.set)
         self._loops = [
             threading.Thread(target=self._loop, args=(self._relay, self.relay_interval), name="hub-relay", daemon=True),
-            threading.Thread(target=self._loop, args=(self._schedule, self.scheduler_interval), name="hub-scheduler",
-                             daemon=True),
+            threading.Thread(target=self._loop, args=(self._schedule, self.scheduler_interval, self.due_now),
+                             name="hub-scheduler", daemon=True),
         ]
         for thread in self._loops:
             thread.start()
 
     def _relay(self) -> None:
-        relay_once(self.rt, lambda op_id: self.actors.execute_operation.send(op_id))
+        urgent = (lambda op_id: self.actors.execute_urgent.send(op_id)) if self.prioritized else None
+        while relay_once(self.rt, lambda op_id: self.actors.execute_operation.send(op_id), send_urgent=urgent,
+                         window=self.window) >= self.refill_at and self.window is not None \
+                and not self.stopping.is_set():
+            self.stopping.wait(REFILL_SECONDS)  # a busy outbox: top the windows up sooner than every tick
 
     def _schedule(self) -> None:
         schedule_once(self.rt, lambda tenant, route, lease: self.actors.run_sync.send(tenant, route, lease),
                       self.policy)
         renew_idle_once(self.rt)
 
-    def _loop(self, step: Callable[[], None], interval: float) -> None:
+    def _loop(self, step: Callable[[], None], interval: float, wake: threading.Event | None = None) -> None:
         while not self.stopping.is_set():
+            if wake is not None:
+                wake.clear()
             try:
                 step()
             except Exception:
                 log.exception("%s failed; retrying in %.1fs", step.__name__, interval)
-            self.stopping.wait(interval)
+            if wake is None:
+                self.stopping.wait(interval)
+            else:
+                wake.wait(interval)  # stop() sets it too
 
     def stop(self, timeout: float = 30.0) -> None:
         """Graceful: stop handing out work, let running actors finish, then return."""
         self.stopping.set()
+        self.due_now.set()
+        if self.due_now.set in webhooks.DUE_LISTENERS:
+            webhooks.DUE_LISTENERS.remove(self.due_now.set)
         for thread in self._loops:
             thread.join(timeout=5)
         if self.worker is not None:

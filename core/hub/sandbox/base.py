@@ -9,6 +9,7 @@ off (the benches) call :meth:`SandboxBase.lift_limits` instead of guessing which
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -19,6 +20,9 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .faults import FAULTS, FaultQueue
+
+_ID = re.compile(r"/[0-9][^/]*")
+"""A path segment that is an id (a number, a document): requests are counted by their shape."""
 
 SLOW_SECONDS = 0.2
 """How late a ``slow`` fault answers (well within any client's timeout)."""
@@ -102,13 +106,14 @@ class SandboxBase(ABC):
         return {stream: len(self.records(stream)) for stream in self.streams}
 
     def stats(self, *, clear_log: bool = False) -> dict[str, Any]:
-        """Requests served, 429s answered and random faults played (``clear_log``: empty the request log, which a
-        long bench would otherwise grow without bound)."""
+        """Requests served, 429s answered, random faults played, and the logged requests by method and path shape
+        (``clear_log``: then empty the log, which a long bench would otherwise grow without bound)."""
         with self.lock:
+            calls = Counter(f"{r.get('method')} {_ID.sub('/{id}', str(r.get('path')))}" for r in self.counters.log)
             if clear_log:
                 self.counters.log.clear()
             return {"requests": self.counters.requests, "throttled": self.counters.throttled,
-                    "faults_played": dict(self.faults.played)}
+                    "faults_played": dict(self.faults.played), "calls": dict(calls)}
 
     def inject_fault(self, kind: str, times: int = 1, *, method: str | None = None) -> None:
         """Fail the next ``times`` API requests with ``kind`` (only those with HTTP ``method`` when given)."""

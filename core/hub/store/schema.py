@@ -47,6 +47,8 @@ class Tenant(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime]
+    time_zone: Mapped[str | None] = mapped_column(String(64))
+    """IANA zone the console shows the tenant's dates in (America/Sao_Paulo when unset)."""
 
 
 class Connection(Base):
@@ -162,6 +164,11 @@ class Operation(Base):
         Index("ix_operations_due", "state", "available_at"),
         Index("ix_operations_route_state", "route_id", "state"),
         Index("ix_operations_record", "route_id", "canonical_id"),
+        Index("ix_operations_run", "run_id"),
+        # hub.sync.fairness: urgent kinds first, each route's queue in order, what is in flight
+        Index("ix_operations_kind_due", "state", "kind", "available_at"),
+        Index("ix_operations_route_queue", "route_id", "state", "id"),
+        Index("ix_operations_dispatched", "state", "dispatched_at"),
     )
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     tenant_id: Mapped[str] = mapped_column(String(64))
@@ -184,13 +191,16 @@ class Operation(Base):
     fix: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    run_id: Mapped[int | None] = mapped_column(Id)
+    """The run (``hub runs``) whose outcome it is: the run that queued it, or a run that ran it since (a worker
+    outside any run leaves it to the run that queued it)."""
 
 
 class ApiCall(Base):
     """Each remote call: the "Logs de API" screen, with a suggested fix for failures."""
 
     __tablename__ = "api_log"
-    __table_args__ = (Index("ix_api_log_tenant_at", "tenant_id", "at"),)
+    __table_args__ = (Index("ix_api_log_tenant_at", "tenant_id", "at"), Index("ix_api_log_run", "run_id"))
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     tenant_id: Mapped[str] = mapped_column(String(64))
     connection_id: Mapped[int | None]
@@ -201,13 +211,15 @@ class ApiCall(Base):
     duration_ms: Mapped[int | None]
     error: Mapped[str | None] = mapped_column(Text)
     fix: Mapped[str | None] = mapped_column(Text)
+    run_id: Mapped[int | None] = mapped_column(Id)
+    """The run (``hub runs``) that made the call, if any: a run's counts are its own, never another's."""
 
 
 class Quarantine(Base):
     """A refused record with its reason; the rest of the sync went on without it."""
 
     __tablename__ = "quarantine"
-    __table_args__ = (Index("ix_quarantine_tenant", "tenant_id", "resolved_at"),)
+    __table_args__ = (Index("ix_quarantine_tenant", "tenant_id", "resolved_at"), Index("ix_quarantine_run", "run_id"))
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     tenant_id: Mapped[str] = mapped_column(String(64))
     route_id: Mapped[int | None]
@@ -220,6 +232,8 @@ class Quarantine(Base):
     payload: Mapped[dict[str, Any]]
     created_at: Mapped[datetime]
     resolved_at: Mapped[datetime | None]
+    run_id: Mapped[int | None] = mapped_column(Id)
+    """The run (``hub runs``) that refused the record last, if any: a run's counts are its own, never another's."""
 
 
 class WebhookEvent(Base):
@@ -260,3 +274,23 @@ class Run(Base):
     rate_limited: Mapped[int] = mapped_column(default=0, server_default="0")
     """Answers 429 (too many requests) among those calls."""
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class User(Base):
+    """A person who signs in to the console (``hub serve``); the password is kept only as an argon2 hash."""
+
+    __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("email"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    email: Mapped[str] = mapped_column(String(254))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    last_login_at: Mapped[datetime | None]
+
+
+class UserTenant(Base):
+    """Which tenants a user may see: an integrator has many, a shop only its own."""
+
+    __tablename__ = "user_tenants"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)

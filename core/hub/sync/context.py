@@ -38,10 +38,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hub.config.routes import TransitionRule
 from hub.models import Ref
-from hub.ratelimit import PROCESS_THROTTLE, Throttle, pace
+from hub.ratelimit import BULK, PROCESS_THROTTLE, URGENT, Throttle, pace
 
-__all__ = ["ApiEntry", "ConnectionCache", "ConnectorContext", "Endpoint", "RouteView", "clear_connection_caches",
-           "connection_cache", "connection_fingerprint", "tls_context"]
+__all__ = ["URGENT_STREAMS", "ApiEntry", "ConnectionCache", "ConnectorContext", "Endpoint", "RouteView",
+           "budget_priority", "clear_connection_caches", "connection_cache", "connection_fingerprint", "tls_context"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -206,6 +206,17 @@ def clear_connection_caches() -> None:
         _caches.clear()
 
 
+URGENT_STREAMS = frozenset({"sales", "invoices"})
+"""Streams whose calls go first within a shared budget: a sale's push, its cancellation and status actions, its
+NF-e, and the pulls of sales (see :mod:`hub.ratelimit`)."""
+
+
+def budget_priority(stream: str | None) -> str:
+    """URGENT for the sales and invoice streams and for calls outside any stream (a token renewal); BULK for the
+    catalog (products, stock, prices, categories, a plugin's own catalog streams)."""
+    return URGENT if stream is None or stream in URGENT_STREAMS else BULK
+
+
 class Endpoint(BaseModel):
     model_config = ConfigDict(frozen=True)
     connection: str
@@ -266,12 +277,19 @@ class ConnectorContext:
     route: RouteView | None = None
     stream: str | None = None
     started_at: datetime | None = None
+    first_attempt: bool = False
+    """In a push: True when no earlier attempt to write this record here could have reached the platform (no
+    retry after a timeout, a 5xx or a crash, no remote id recorded). A push may then create at once, without looking
+    the record up by its natural key first; on a retry it must look before creating. False outside pushes."""
     _resolver: Callable[[str, Ref], str | None] | None = None
     _finder: Callable[[str, str], str | None] | None = None
     _carrier: Callable[[str, str], bool] | None = None
     _remote_id_sink: Callable[[str], None] | None = None
     calls: list[ApiEntry] = field(default_factory=list)
     budget: Throttle = PROCESS_THROTTLE
+    priority: str | None = None
+    """The class of this context's calls within a shared budget (``hub.ratelimit.URGENT`` or ``BULK``); None:
+    :func:`budget_priority` of ``stream``. The core decides it, never a plugin."""
     scratch: dict[str, Any] = field(default_factory=dict)
     """What the plugin keeps for this context's life only (one operation, one pull run); see the module doc."""
     _client: httpx.Client | None = None
@@ -320,7 +338,8 @@ class ConnectorContext:
         Raises :class:`hub.errors.QuotaExhausted` once ``per_day`` requests were made in the current day of
         ``day_tz``. Returns the seconds waited.
         """
-        return pace(self.budget, key, per_second, burst=burst, per_day=per_day, day_tz=day_tz)
+        return pace(self.budget, key, per_second, burst=burst, per_day=per_day, day_tz=day_tz,
+                    priority=self.priority or budget_priority(self.stream))
 
     def lock(self, name: str, timeout: float = 60.0) -> AbstractContextManager[Any]:
         """A lock shared by every worker of this connection (Redis when configured), e.g. around a

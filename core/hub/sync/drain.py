@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,11 +18,12 @@ from hub.sync.operations import due_operations, execute
 def drain(rt: Runtime, route_id: int | None = None, *, threads: int = 4, max_wait: float = 30.0,
           progress: Callable[[str], None] | None = None) -> dict[str, int]:
     """Execute due operations until none is left, waiting for short rate-limit pauses (up to ``max_wait``)."""
+    here = contextvars.copy_context()  # the run this drain works for (hub.runs.CURRENT_RUN), in every thread
     with ThreadPoolExecutor(max_workers=threads) as pool:
         while True:
             ids = due_operations(rt, limit=200, route_id=route_id)
             if ids:
-                for state in pool.map(lambda i: execute(rt, i), ids):
+                for state in pool.map(lambda i: here.copy().run(execute, rt, i), ids):
                     if progress:
                         progress(state)
                 continue

@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from hub.models import Action, Canonical, StatusTransition
@@ -82,16 +82,19 @@ def quarantine(s: Session, *, tenant: str, route_id: int | None, connection_id: 
     record, reason, fix = (_printable(mask_documents(text)) for text in (record, reason, fix))
     field = _printable(field)[:200] if field is not None else None
     payload = _without_nul(payload or {})
+    from hub.runs import CURRENT_RUN
+
     existing = s.scalar(select(Quarantine).where(
         Quarantine.tenant_id == tenant, Quarantine.entity == entity, Quarantine.record == record[:200],
         Quarantine.resolved_at.is_(None)))
     now = utcnow()
     if existing is not None:
         existing.reason, existing.fix, existing.field, existing.created_at = reason, fix, field, now
+        existing.run_id = CURRENT_RUN.get()
         return
     s.add(Quarantine(tenant_id=tenant, route_id=route_id, connection_id=connection_id, entity=entity,
                      record=record[:200], field=field, reason=reason, fix=fix, payload=payload or {},
-                     created_at=now, resolved_at=None))
+                     created_at=now, resolved_at=None, run_id=CURRENT_RUN.get()))
 
 
 def _printable(text: str) -> str:
@@ -154,8 +157,8 @@ def _check_record(tenant: str, platform: str, stream: str, item: Incoming,
     try:
         model = data if isinstance(data, model_cls) else model_cls.model_validate(
             data.model_dump() if isinstance(data, Canonical) else data)
-        payload = model.model_dump(mode="json")
-        nul = _nul_field(payload)
+        # pydantic's own JSON (Rust) spells a NUL as \u0000; only then is the payload walked to name the field.
+        nul = _nul_field(model.model_dump(mode="json")) if "\\u0000" in model.model_dump_json() else None
         if nul is not None:
             return Refusal(nul, f"{what}: {nul} holds a NUL byte (\\u0000), which the store cannot keep",
                            f"Correct {nul} of this record on {platform} (remove the invisible character); {correct}")
@@ -194,7 +197,13 @@ def operation_row(route: Route, *, kind: str, entity: str, canonical_id: str, co
         canonical_id=canonical_id, content_hash=content_hash, params=params or {},
         idempotency_key=operation_key(route.id, target, kind, entity, canonical_id, content_hash, key_extra),
         state="pending", attempts=0, waits=0, available_at=now, lease_until=None, dispatched_at=None,
-        remote_id=None, last_error=None, fix=None, created_at=now, updated_at=now)
+        remote_id=None, last_error=None, fix=None, created_at=now, updated_at=now, run_id=_current_run())
+
+
+def _current_run() -> int | None:
+    from hub.runs import CURRENT_RUN
+
+    return CURRENT_RUN.get()
 
 
 def enqueue(s: Session, rows: list[dict[str, Any]]) -> int:
@@ -264,7 +273,8 @@ def ingest_page(s: Session, registry: Registry, route: Route, view: RouteView, s
         return counts
 
     ext_ids = list(valid)
-    bindings = {b.external_id: b for b in s.scalars(select(Binding).where(
+    bindings = {b.external_id: b for b in s.execute(select(
+        Binding.id, Binding.external_id, Binding.canonical_id, Binding.content_hash).where(
         Binding.connection_id == source_id, Binding.entity == stream, Binding.external_id.in_(ext_ids)))}
     todo = [(ext, m) for ext, m in valid.items() if not (ext in bindings and bindings[ext].content_hash == hashes[ext])]
     counts.unchanged = len(valid) - len(todo)
@@ -302,11 +312,11 @@ def ingest_page(s: Session, registry: Registry, route: Route, view: RouteView, s
                                      synced_at=now))
         else:
             canonical_of[ext] = binding.canonical_id
-            binding.content_hash, binding.synced_at = hashes[ext], now
 
     if new_bindings:
         s.execute(insert(Binding), new_bindings)
-    records = {r.canonical_id: r for r in s.scalars(select(Record).where(
+    records = {r.canonical_id: r for r in s.execute(select(
+        Record.id, Record.canonical_id, Record.payload, Record.content_hash, Record.version).where(
         Record.tenant_id == tenant, Record.entity == stream, Record.canonical_id.in_(canonical_of.values())))}
     sink_hashes: dict[str, str | None] = {}
     if push:
@@ -317,6 +327,7 @@ def ingest_page(s: Session, registry: Registry, route: Route, view: RouteView, s
 
     ops: list[dict[str, Any]] = []
     new_records: list[dict[str, Any]] = []
+    changed_records: list[dict[str, Any]] = []
     exchanges: list[Canonical] = []
     for ext, model in todo:
         canonical_id, content_hash = canonical_of[ext], hashes[ext]
@@ -326,8 +337,6 @@ def ingest_page(s: Session, registry: Registry, route: Route, view: RouteView, s
             model = model.model_copy(update={"status": record.payload["status"],
                                               "cancelled_by": record.payload["cancelled_by"]})
             content_hash = hashes[ext] = model.content_hash()
-            if ext in bindings:
-                bindings[ext].content_hash = content_hash
         payload = model.model_dump(mode="json")
         old_status = None
         if record is None:
@@ -337,8 +346,8 @@ def ingest_page(s: Session, registry: Registry, route: Route, view: RouteView, s
             counts.new += 1
         elif record.content_hash != content_hash:
             old_status = record.payload.get("status")
-            record.payload, record.content_hash = payload, content_hash
-            record.natural_key, record.version, record.updated_at = model.natural_key(), record.version + 1, now
+            changed_records.append(dict(rid=record.id, payload=payload, hash=content_hash, key=model.natural_key(),
+                                        version=record.version + 1))
             counts.changed += 1
         else:
             old_status = record.payload.get("status")
@@ -356,6 +365,8 @@ def ingest_page(s: Session, registry: Registry, route: Route, view: RouteView, s
             exchanges.append(model)
     if new_records:
         s.execute(insert(Record), new_records)
+    _update_rows(s, now, changed_records, [dict(bid=bindings[ext].id, hash=hashes[ext]) for ext, _ in todo
+                                           if ext in bindings])
     s.flush()
     for exchange in exchanges:
         ops.extend(cancel_replaced(s, registry, route, view, exchange, now))
@@ -449,8 +460,25 @@ def ingest_updates(s: Session, registry: Registry, route: Route, view: RouteView
     return counts
 
 
+RECORDS, BINDINGS = cast(Table, Record.__table__), cast(Table, Binding.__table__)
+UPDATE_RECORD = update(RECORDS).where(RECORDS.c.id == bindparam("rid")).values(
+    payload=bindparam("payload"), content_hash=bindparam("hash"), natural_key=bindparam("key"),
+    version=bindparam("version"), updated_at=bindparam("now"))
+UPDATE_BINDING = update(BINDINGS).where(BINDINGS.c.id == bindparam("bid")).values(
+    content_hash=bindparam("hash"), synced_at=bindparam("now"))
+
+
+def _update_rows(s: Session, now: datetime, records: list[dict[str, Any]], bindings: list[dict[str, Any]]) -> None:
+    """Changed records and their bindings, one executemany each by primary key (no ORM unit of work: a page of
+    changes costs two statements, not a flush of a page of objects)."""
+    if records:
+        s.execute(UPDATE_RECORD, [{**r, "now": now} for r in records])
+    if bindings:
+        s.execute(UPDATE_BINDING, [{**b, "now": now} for b in bindings])
+
+
 def _key_clashes(s: Session, tenant: str, source_id: int, stream: str, todo: list[tuple[str, Canonical]],
-                 bindings: dict[str, Binding]) -> tuple[list[tuple[str, Canonical]], list[tuple[str, Canonical, str]]]:
+                 bindings: Mapping[str, Any]) -> tuple[list[tuple[str, Canonical]], list[tuple[str, Canonical, str]]]:
     """Split off the new records whose natural key another record of the same source already has (bound in the
     store, or earlier in this page): two sales numbered 123 are two sales, and merging them would lose one."""
     fresh_keys = {m.natural_key() for ext, m in todo if ext not in bindings} - {None}

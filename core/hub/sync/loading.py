@@ -102,12 +102,14 @@ def credentials_of(vault: Vault, conn: Connection) -> dict[str, str]:
 
 
 def write_calls(s: Session, tenant: str, connection_id: int | None, calls: list[ApiEntry]) -> None:
+    from hub.runs import CURRENT_RUN
+
     now = utcnow()
     if calls:
         s.execute(insert(ApiCall), [
             dict(tenant_id=tenant, connection_id=connection_id, at=c.at or now, action=mask_documents(c.action)[:200],
                  model=c.model, status=c.status, duration_ms=c.duration_ms, error=mask_documents(c.error),
-                 fix=mask_documents(c.fix)) for c in calls])
+                 fix=mask_documents(c.fix), run_id=CURRENT_RUN.get()) for c in calls])
     calls.clear()
 
 

@@ -13,7 +13,8 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, or_, select, text, type_coerce, update
+from sqlalchemy.dialects.postgresql import JSONB
 
 from hub.errors import (
     AuthExpired,
@@ -29,6 +30,7 @@ from hub.errors import (
 from hub.models import Action, Canonical, Invoice, Product, Ref, Sale, StockLevel
 from hub.privacy import mask_documents
 from hub.registry import Registry
+from hub.runs import CURRENT_RUN
 from hub.store.engine import utcnow
 from hub.store.schema import Binding, Connection, Operation, Record, Route
 from hub.streams import known_tables, stream_spec
@@ -137,11 +139,12 @@ def backoff(attempts: int, cap: float) -> float:
 def execute(rt: Runtime, op_id: int) -> str:
     """Run operation ``op_id`` if it is due and nobody holds it; return its state afterwards."""
     now = utcnow()
+    run = CURRENT_RUN.get()  # a run that runs it makes it its own; a worker leaves it to the run that queued it
     with rt.store.begin() as s:
         claimed = s.execute(  # type: ignore[attr-defined]
             update(Operation).where(Operation.id == op_id, due_filter(now))
             .values(state="running", lease_until=now + timedelta(seconds=rt.lease_seconds),
-                    attempts=Operation.attempts + 1, updated_at=now)
+                    attempts=Operation.attempts + 1, updated_at=now, **({} if run is None else {"run_id": run}))
         ).rowcount
         op = s.get(Operation, op_id)
         if op is None:
@@ -162,11 +165,17 @@ def execute(rt: Runtime, op_id: int) -> str:
             # Actions wait for the record to reach the sink; the push that brings it must not wait for them.
             earlier_query = earlier_query.where(Operation.kind.not_in(WAITS_FOR_BINDING))
         earlier = s.scalar(earlier_query.limit(1))
+        tried_before = op.attempts > 1 or op.remote_id is not None or s.scalar(
+            select(Operation.id).where(Operation.route_id == op.route_id, Operation.canonical_id == op.canonical_id,
+                                       Operation.id != op.id, Operation.kind == op.kind,
+                                       Operation.connection_id == op.connection_id, Operation.attempts > 0)
+            .limit(1)) is not None
         products = _item_products(s, op.tenant_id, record) if op.kind == "emit_invoice" and record else {}
         s.expunge_all()
     if earlier is not None:
         # One record's writes run in the order they were recorded (create before its actions, post before reverse).
-        return _reschedule(rt, op, 0.2, f"waiting for operation {earlier} on the same record", burn=False)
+        return _reschedule(rt, op, 0.2, f"waiting for operation {earlier} on the same record", burn=False,
+                           counted=False)
     if op.kind == "prune_catalog":
         return _prune(rt, op, sink, view, route.source_id)
     if op.attempts > rt.max_attempts:
@@ -179,6 +188,10 @@ def execute(rt: Runtime, op_id: int) -> str:
             _hand_on_remote_id(rt, op)
         return _finish(rt, op, "superseded")
     external_id = binding or op.remote_id
+    if op.kind in WAITS_FOR_BINDING and binding is None and "done" in _push_states(rt, op):
+        # The push may have committed between this claim's reads of the binding and of the earlier writes.
+        binding = _binding(rt, op)
+        external_id = binding or external_id
     if op.kind in WAITS_FOR_BINDING and binding is None:
         pushes = _push_states(rt, op)
         on_its_way = bool(pushes & {"pending", "running"})
@@ -208,6 +221,7 @@ def execute(rt: Runtime, op_id: int) -> str:
                                     field=problems[0].field, fix=" ".join(p.fix for p in problems))
         ctx = make_context(rt, sink, view, op.entity, source_id=route.source_id)
         ctx._remote_id_sink = lambda rid: _save_remote_id(rt, op.id, rid)
+        ctx.first_attempt = not tried_before and binding is None
         if op.kind in ("perform_action", "emit_invoice"):
             external_id = binding
         kwargs = {"ctx": ctx, "stream": op.entity, "record": model, "external_id": external_id,
@@ -285,6 +299,13 @@ def _handle_error(rt: Runtime, op: Operation, ctx: ConnectorContext | None, exc:
     return _reschedule(rt, op, backoff(op.attempts, rt.max_backoff_seconds), exc.message, burn=True, fix=exc.fix)
 
 
+def _binding(rt: Runtime, op: Operation) -> str | None:
+    with rt.store.sessions() as s:
+        return s.scalar(select(Binding.external_id).where(
+            Binding.connection_id == op.connection_id, Binding.entity == op.entity,
+            Binding.canonical_id == op.canonical_id))
+
+
 def _push_states(rt: Runtime, op: Operation) -> set[str]:
     """The states of the record's writes to the sink (the push an action or an NF-e waits for)."""
     with rt.store.sessions() as s:
@@ -336,10 +357,26 @@ def _with_sale_there(rt: Runtime, op: Operation, invoice: Invoice) -> Invoice:
 
 
 def _item_products(s: Any, tenant: str, record: Record) -> dict[str, Product]:
+    """The store's products of a sale's items, by the items' SKUs; a variation's SKU gets its parent product (which
+    holds the fiscal data of the grid)."""
     skus = [item.get("sku") for item in record.payload.get("items", []) if item.get("sku")]
     rows = s.scalars(select(Record).where(Record.tenant_id == tenant, Record.entity == "products",
                                           Record.natural_key.in_(skus))) if skus else []
-    return {r.natural_key: Product.model_validate(r.payload) for r in rows}
+    found = {r.natural_key: Product.model_validate(r.payload) for r in rows}
+    for sku in dict.fromkeys(sku for sku in skus if sku not in found):
+        parent = s.scalar(select(Record).where(Record.tenant_id == tenant, Record.entity == "products",
+                                               _has_variation(s.get_bind().dialect.name, sku)).limit(1))
+        if parent is not None:
+            found[sku] = Product.model_validate(parent.payload)
+    return found
+
+
+def _has_variation(dialect: str, sku: str) -> Any:
+    """A product record with a variation of this SKU (JSON containment; the tenant's products only)."""
+    if dialect == "postgresql":
+        return type_coerce(Record.payload, JSONB).contains({"variations": [{"sku": sku}]})
+    return text("EXISTS (SELECT 1 FROM json_each(records.payload, '$.variations') AS v "
+                "WHERE json_extract(v.value, '$.sku') = :variation_sku)").bindparams(variation_sku=sku)
 
 
 def _store_invoice(s: Any, op: Operation, invoice: Invoice, remote_id: str | None) -> str:
@@ -415,7 +452,11 @@ def _finish(rt: Runtime, op: Operation, state: str, error: str | None = None, fi
     return state
 
 
-def _reschedule(rt: Runtime, op: Operation, delay: float, error: str, *, burn: bool, fix: str | None = None) -> str:
+def _reschedule(rt: Runtime, op: Operation, delay: float, error: str, *, burn: bool, fix: str | None = None,
+                counted: bool = True) -> str:
+    """Back to pending after ``delay``. ``burn``: an attempt is spent; otherwise the wait is counted in ``waits``
+    (what an action's patience for its record's push is measured in) unless ``counted`` is False: waiting for an
+    earlier write of the same record to run is no sign that the record will never reach the sink."""
     now = utcnow()
     values: dict[str, Any] = {
         "state": "pending", "lease_until": None, "dispatched_at": None, "last_error": mask_documents(error),
@@ -424,19 +465,20 @@ def _reschedule(rt: Runtime, op: Operation, delay: float, error: str, *, burn: b
     }
     if not burn:
         values["attempts"] = Operation.attempts - 1
-        values["waits"] = Operation.waits + 1
+        if counted:
+            values["waits"] = Operation.waits + 1
     with rt.store.begin() as s:
         s.execute(update(Operation).where(Operation.id == op.id).values(**values))
     return "pending"
 
 
 def due_operations(rt: Runtime, limit: int = 500, route_id: int | None = None) -> list[int]:
-    now = utcnow()
+    """Due operations in the order they should run: sales, their actions and invoices first, then round-robin
+    across tenants and routes (:func:`hub.sync.fairness.fair_due`)."""
+    from hub.sync.fairness import fair_due
+
     with rt.store.sessions() as s:
-        query = select(Operation.id).where(due_filter(now)).order_by(Operation.id).limit(limit)
-        if route_id is not None:
-            query = query.where(Operation.route_id == route_id)
-        return list(s.scalars(query))
+        return fair_due(s, utcnow(), limit, route_id=route_id)
 
 
 def retry_failed(rt: Runtime, tenant: str, route_name: str | None = None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -105,7 +106,8 @@ def read_ahead(pages: Iterable[Page], ctx: ConnectorContext) -> Iterator[tuple[P
             if close is not None:
                 close()
 
-    reader = threading.Thread(target=produce, name="hub-read-ahead", daemon=True)
+    reader = threading.Thread(target=contextvars.copy_context().run, args=(produce,), name="hub-read-ahead",
+                              daemon=True)  # in the run's context (hub.runs.CURRENT_RUN): a token renewal is its call
     reader.start()
     try:
         while True:

@@ -88,5 +88,11 @@ def validate_fiscal(document: Canonical, route: RouteView, products: dict[str, P
 
 
 @hookimpl
+def list_values(ctx: ConnectorContext, table: str) -> dict[str, str] | None:
+    """The situações of the sales module: a status route to Zydon passes them by name."""
+    return sales_pull.situation_names(ctx) if table == "statuses" else None
+
+
+@hookimpl
 def parse_webhook(ctx: ConnectorContext, headers: dict[str, str], body: bytes) -> list[WebhookEvent]:
     return webhooks.parse(ctx, headers, body)

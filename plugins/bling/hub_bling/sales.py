@@ -9,6 +9,8 @@ transition manager.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import time
 import unicodedata
@@ -243,21 +245,27 @@ def contact_id(ctx: ConnectorContext, customer: Customer | None) -> int:
     Bling's "Consumidor Final"."""
     if customer is None or not customer.document:
         return final_consumer(ctx)
-    bound = ctx.find_bound("customers", customer.document)
+    document, buyer = customer.document, customer
+    bound = ctx.find_bound("customers", document)
     if bound:
         return int(bound)
-    with ctx.lock(f"contact:{customer.document}"):
-        found = find_contact(ctx, customer.document)
-        if found is not None:
-            return found
-        return create_contact(ctx, customer)
+
+    def find_or_create() -> int:
+        with ctx.lock(f"contact:{document}"):
+            found = find_contact(ctx, document)
+            return found if found is not None else create_contact(ctx, buyer)
+
+    # A returning customer costs no call: the contact found (or created) for the document is kept per connection,
+    # and forgotten when Bling refuses an order for it (the contact was deleted there).
+    return cached(ctx, f"contact:{document}", find_or_create)
 
 
 def create_contact(ctx: ConnectorContext, customer: Customer) -> int:
     """Create the contact (the caller holds its lock). A create that timed out may still land on Bling's side after
     the client gave up; the lock is kept while it is looked for again, so nobody creates it a second time."""
+    body = mappers.contact_body(customer)
     try:
-        created = request(ctx, "POST", "/contatos", json_body=mappers.contact_body(customer))
+        created = request(ctx, "POST", "/contatos", json_body=body)
     except Retriable as exc:
         if not customer.document:
             raise
@@ -266,23 +274,39 @@ def create_contact(ctx: ConnectorContext, customer: Customer) -> int:
         if found is None:
             raise
         return found
+    if customer.document:  # the customers stream then has nothing to write if it brings the same data
+        ctx.cache.set(f"bling:contact-body:{customer.document}", _digest(body), CACHE_SECONDS)
     return int(created["data"]["id"])
 
 
+def _digest(body: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def push_customer(ctx: ConnectorContext, customer: Customer, external_id: str | None) -> PushResult:
+    if external_id is None and customer.document:
+        known = ctx.cache.get(f"bling:contact:{customer.document}")  # a sale of this customer found or made it
+        if known is not None:
+            external_id = str(known)
     if external_id is None and customer.document:
         with ctx.lock(f"contact:{customer.document}"):
             found = find_contact(ctx, customer.document)
             if found is None:
                 contact = str(create_contact(ctx, customer))
                 ctx.record_remote_id(contact)
+                ctx.cache.set(f"bling:contact:{customer.document}", int(contact), CACHE_SECONDS)
                 return PushResult(external_id=contact)
             external_id = str(found)
     if external_id is None:
         created = request(ctx, "POST", "/contatos", json_body=mappers.contact_body(customer))
         ctx.record_remote_id(str(created["data"]["id"]))
         return PushResult(external_id=str(created["data"]["id"]))
-    request(ctx, "PUT", f"/contatos/{external_id}", json_body=mappers.contact_body(customer))
+    body = mappers.contact_body(customer)
+    if customer.document and ctx.cache.get(f"bling:contact-body:{customer.document}") == _digest(body):
+        return PushResult(external_id=external_id)  # a sale of this customer just created it with this data
+    request(ctx, "PUT", f"/contatos/{external_id}", json_body=body)
+    if customer.document:
+        ctx.cache.set(f"bling:contact-body:{customer.document}", _digest(body), CACHE_SECONDS)
     return PushResult(external_id=external_id)
 
 
@@ -299,7 +323,7 @@ def product_ids(ctx: ConnectorContext, sale: Sale) -> dict[str, int]:
     ids: dict[str, int] = {}
     missing: list[str] = []
     for item in sale.items:
-        bound = ctx.find_bound("products", item.sku)
+        bound = ctx.find_bound("products", item.sku) or ctx.cache.get(f"bling:product:{item.sku}")
         if bound:
             ids[item.sku] = int(bound)
         elif item.sku not in missing:
@@ -313,6 +337,7 @@ def product_ids(ctx: ConnectorContext, sale: Sale) -> dict[str, int]:
             code = str(row.get("codigo"))
             if code in missing:
                 ids[code] = int(row["id"])
+                ctx.cache.set(f"bling:product:{code}", ids[code], CACHE_SECONDS)
                 missing.remove(code)
     for i, item in enumerate(sale.items):
         if item.sku not in ids:
@@ -418,9 +443,18 @@ def push_sale(ctx: ConnectorContext, sale: Sale, external_id: str | None) -> Pus
     situation = situation_id(ctx, sale.status, sale) if sale.status else None
     current: int | None = None
     if external_id is None:
-        found = find_order(ctx, sale)
+        # Only a retry after an uncertain attempt can find the order there already: a first attempt creates at once.
+        found = None if ctx.first_attempt else find_order(ctx, sale)
         if found is None:
-            created = request(ctx, "POST", "/pedidos/vendas", json_body=order_body(ctx, sale, situation))
+            try:
+                created = request(ctx, "POST", "/pedidos/vendas", json_body=order_body(ctx, sale, situation))
+            except InvalidRecord:
+                # A contact or product deleted in Bling since it was looked up: look it up again on `hub retry`.
+                if sale.customer is not None and sale.customer.document:
+                    forget(ctx, f"contact:{sale.customer.document}")
+                for item in sale.items:
+                    forget(ctx, f"product:{item.sku}")
+                raise
             data = created.get("data") or {}
             new_id = str(data["id"])
             ctx.record_remote_id(new_id)

@@ -43,14 +43,20 @@ def _module(ctx: ConnectorContext) -> int:
     return cached(ctx, f"{LOOKUP}module", load)
 
 
+def _situations(ctx: ConnectorContext) -> dict[int, str]:
+    module = _module(ctx)
+    rows = read(ctx, f"/situacoes/modulos/{module}").get("data") or [] if module else []
+    return {int(s["id"]): str(s.get("nome") or s["id"]) for s in rows}
+
+
 def situation_name(ctx: ConnectorContext, situation: int) -> str | None:
     """The name of a sales situação by id (ids differ per account; a situação created since is read again)."""
-    def load() -> dict[int, str]:
-        module = _module(ctx)
-        rows = read(ctx, f"/situacoes/modulos/{module}").get("data") or [] if module else []
-        return {int(s["id"]): str(s.get("nome") or s["id"]) for s in rows}
+    return cached_find(ctx, f"{LOOKUP}situations", lambda: _situations(ctx), lambda names: names.get(situation))
 
-    return cached_find(ctx, f"{LOOKUP}situations", load, lambda names: names.get(situation))
+
+def situation_names(ctx: ConnectorContext) -> dict[str, str]:
+    """The account's sales situações by name, as the statuses of its orders carry them."""
+    return {name: name for name in cached(ctx, f"{LOOKUP}situations", lambda: _situations(ctx)).values()}
 
 
 def _methods(ctx: ConnectorContext, wanted: set[str]) -> dict[str, dict[str, Any]]:

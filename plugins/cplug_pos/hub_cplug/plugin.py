@@ -89,6 +89,7 @@ def register_platforms(register: Any) -> None:
         name="cplug", title="CPlug / ConnectPlug POS", pulls=PULLS, pushes=PUSHES, options=CPlugOptions,
         credentials=auth.CREDENTIALS, sandbox=_sandbox, docs=DOCS,
         resync_options=frozenset({"sku_as_barcode"}), demo=str(ROUTES / "bling-demo.yaml"),
+        demo_rank=0,  # the CPlug <-> Bling demo is the hub's main job (`make demo`)
         required_mappings=frozenset({"payment_methods"}),
         reauth_unattended=True,
     ))

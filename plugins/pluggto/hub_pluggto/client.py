@@ -47,9 +47,20 @@ class PluggtoOptions(BaseModel):
                                                           "notification for another user is refused")
     webhook_header: str = Field(default="x-pluggto-token", description="the header carrying the connection's "
                                                                        "webhook_token (Plugg.to signs nothing)")
+    webhook_query: str = Field(default="token", description="the query parameter of the notification URL carrying "
+                                                            "the connection's webhook_token")
     fiscal_fields: list[FiscalField] = Field(
         default_factory=_all_fiscal_fields,
         description="the product fiscal fields written (read: ncm and nbm both); drop one the live API refuses")
+    nfe_poll_seconds: float = Field(default=60, gt=0, description="how often a note Plugg.to is issuing is read "
+                                                                   "again while SEFAZ has not settled it")
+    fba_warehouses: list[str] = Field(
+        default_factory=lambda: ["amazon_fba"],
+        description="stock_table codes that hold Amazon's FBA Onsite stock (a SKU with one of them and own stock is "
+                    "a hybrid offer)")
+    inactive_products: Literal["delete", "unavailable"] = Field(
+        default="delete", description="what a product made inactive (or deleted) on the source becomes: deleted "
+                                      "from Plugg.to, or kept with available 0")
     xml_url_template: str | None = Field(
         default=None, description="where the NF-e XML is published, e.g. https://files.example/{access_key}.xml; "
                                   "sent as nfe_link so Plugg.to downloads it")

@@ -106,10 +106,11 @@ def fiscal_in(raw: dict[str, Any]) -> ProductFiscal:
                          origin=int(origin) if origin.isdigit() and int(origin) <= 8 else None)
 
 
-def fiscal_out(fiscal: ProductFiscal, fields: list[str]) -> dict[str, Any]:
-    """The fiscal fields written: ``ncm``, ``nbm`` (NBM, or the NCM when the record has none: the SDK writes the NCM
-    there) and ``cest``, each only if the connection's ``fiscal_fields`` lists it."""
-    values = {"ncm": fiscal.ncm, "nbm": fiscal.nbm or fiscal.ncm, "cest": fiscal.cest}
+def fiscal_out(fiscal: ProductFiscal, fields: list[str], nbm_from_ncm: bool = True) -> dict[str, Any]:
+    """The fiscal fields written: ``ncm``, ``nbm`` (NBM, or the NCM when the record has none and the route maps it
+    so, ``nbm_from_ncm``: the SDK writes the NCM there) and ``cest``, each only if the connection's
+    ``fiscal_fields`` lists it."""
+    values = {"ncm": fiscal.ncm, "nbm": fiscal.nbm or (fiscal.ncm if nbm_from_ncm else None), "cest": fiscal.cest}
     out: dict[str, Any] = {name: values[name] for name in fields if values.get(name)}
     if fiscal.origin is not None:
         out["origin"] = fiscal.origin
@@ -131,7 +132,7 @@ def product_in(raw: dict[str, Any]) -> Product:
                    images=[str(p["url"]) for p in photos], fiscal=fiscal_in(raw))
 
 
-def product_out(record: Product, fiscal_fields: list[str]) -> dict[str, Any]:
+def product_out(record: Product, fiscal_fields: list[str], nbm_from_ncm: bool = True) -> dict[str, Any]:
     """The ``PUT /skus/{sku}`` upsert body. Stock is not sent here (it has its own stream): an upsert leaves the
     quantity Plugg.to holds as it is."""
     body: dict[str, Any] = {"sku": record.sku, "name": record.name, "available": 1 if record.active else 0}
@@ -148,8 +149,8 @@ def product_out(record: Product, fiscal_fields: list[str]) -> dict[str, Any]:
     if record.attributes:
         body["attributes"] = _attributes_out(record.attributes)
     if record.variations:
-        body["variations"] = [_variation_out(record, v) for v in record.variations]
-    body.update(fiscal_out(record.fiscal, fiscal_fields))
+        body["variations"] = [_variation_out(record, v) for v in record.variations if v.active]
+    body.update(fiscal_out(record.fiscal, fiscal_fields, nbm_from_ncm))
     return body
 
 

@@ -1,8 +1,10 @@
 """The Plugg.to connector: platform registration and the hook implementations.
 
-Reads products (SKUs) and orders; writes products as SKU upserts (``PUT /skus/{sku}``), stock (``PUT
-/skus/{sku}/stock``), prices (the SKU's price or a ``price_table`` row) and the NF-e of an order, attached to the
-order's existing shipment. Notifications are accepted on a per-connection shared token (Plugg.to signs nothing).
+Reads products (SKUs), orders and the NF-e Plugg.to issued; writes products as SKU upserts (``PUT /skus/{sku}``,
+deleted when the source deletes or deactivates them), stock (``PUT /skus/{sku}/stock``), prices (the SKU's price or
+a ``price_table`` row), orders (``POST /orders``, partial ``PUT /orders/{id}``), the NF-e of an order issued
+elsewhere (attached to the order's existing shipment), and issues NF-e itself (``emit_invoice``). Notifications
+are accepted on a per-connection secret token in the URL (Plugg.to signs nothing).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -27,26 +30,31 @@ from hub import (
     hookimpl,
 )
 from hub.errors import Fatal, InvalidRecord, NotFound, Retriable
-from hub.models import Canonical, FiscalProblem, Invoice, Price, Product, StockLevel
+from hub.models import Canonical, FiscalProblem, Invoice, Price, Product, Sale, StockLevel
 
-from hub_pluggto import auth, fiscal, mappers, webhooks
+from hub_pluggto import auth, fiscal, hybrid, invoices, mappers, orders, webhooks
 from hub_pluggto.client import API, PluggtoOptions, body_of, not_updated, options, pages, unwrap, where
 from hub_pluggto.sandbox import PluggtoSandbox
 
 __all__ = ["PluggtoOptions"]
 
-PULLS = frozenset({"products", "sales"})
-PUSHES = frozenset({"products", "stock", "prices", "invoices"})
+PULLS = frozenset({"products", "sales", "invoices"})
+PUSHES = frozenset({"products", "stock", "prices", "sales", "invoices"})
+ROUTES = Path(__file__).resolve().parent / "routes"
+"""The route files this plugin ships: Plugg.to <-> Bling (bling.yaml) and its demo (bling-demo.yaml)."""
 OVERLAP = timedelta(minutes=5)
 """Incremental reads start this much before the cursor (a record saved late with an older ``modified``)."""
 DEFAULT_WAREHOUSE = "default"
 DEFAULT_PRICE_LIST = "default"
 
 DOCS = """Plugg.to marketplace hub (https://developers.plugg.to).
-Reads products (SKUs, with variations and NCM/NBM/CEST) and orders (all channels; payer/receiver, payments,
-statuses); writes products as SKU upserts (variations, photos, categories "A > B > C", attributes, fiscal fields),
-stock (the SKU's quantity, or a stock_table row per warehouse), prices (the SKU's, or a price_table row per price
-list) and the NF-e of an order, attached to the order's existing shipment.
+Reads products (SKUs, with variations and NCM/NBM/CEST), orders (all channels; payer/receiver, payments,
+statuses) and the NF-e it issued; writes products as SKU upserts (variations, photos, categories "A > B > C",
+attributes, fiscal fields; deleted when the source deletes or deactivates them), stock (the SKU's quantity, or a
+stock_table row per warehouse), prices (the SKU's, or a price_table row per price list), orders (created once,
+found by their channel number; statuses moved as the order flow allows), the NF-e of an order (attached to the
+order's existing shipment), and issues the NF-e of an order itself (emit_invoice). Hybrid offers (Amazon FBA and
+own stock on one SKU) are reported with the fix.
 Options: base_url, timeout_seconds, page_size (<= 100), rate_per_second (2, assumed), user_id, webhook_header,
 fiscal_fields, xml_url_template. Credentials: client_id, client_secret and either username/password (the
 account's API user) or authorization_code (an app's pluggtocode); webhook_token for notifications."""
@@ -61,7 +69,8 @@ def register_platforms(register: Any) -> None:
     register(Platform(
         name="pluggto", title="Plugg.to", pulls=PULLS, pushes=PUSHES, options=PluggtoOptions,
         credentials=auth.CREDENTIALS, sandbox=_sandbox, docs=DOCS,
-        resync_options=frozenset({"fiscal_fields"}),
+        resync_options=frozenset({"fiscal_fields", "inactive_products"}),
+        required_mappings=frozenset({"payment_methods"}), demo=str(ROUTES / "bling-demo.yaml"),
         # Refresh tokens work once (strict rotation, no grace window). With the password grant a lost rotation is
         # recovered at once by logging in again; see auth.py for app connections.
         refresh_reuse_seconds=0.0, reauth_unattended=True,
@@ -87,6 +96,16 @@ def pull_catalog(ctx: ConnectorContext, stream: str, since: str | None) -> Itera
 @hookimpl
 def pull_sales(ctx: ConnectorContext, since: str | None) -> Iterable[Page]:
     return _pull(ctx, "sales", "/orders", "Order", since)
+
+
+@hookimpl
+def pull_invoices(ctx: ConnectorContext, since: str | None) -> Iterable[Page]:
+    return invoices.pull(ctx, _since_text(ctx, since))
+
+
+def _since_text(ctx: ConnectorContext, since: str | None) -> str | None:
+    _since(ctx, since)  # a cursor that is not a timestamp is refused with the fix
+    return since
 
 
 def _since(ctx: ConnectorContext, since: str | None) -> datetime | None:
@@ -126,13 +145,20 @@ def _pull(ctx: ConnectorContext, stream: str, path: str, key: str, since: str | 
                 continue
             if stamp is not None and stamp <= horizon and (newest is None or stamp > newest):
                 newest = stamp
-            records.append(_map(stream, raw, stamp))
+            records.append(_map(stream, raw, stamp, options(ctx).fba_warehouses))
         cursor = mappers.format_time(newest) if paged.last and newest is not None else since
         yield Page(records=records, cursor=cursor)
 
 
-def _map(stream: str, raw: dict[str, Any], stamp: datetime | None) -> Incoming | Rejected:
+def _map(stream: str, raw: dict[str, Any], stamp: datetime | None, fba: list[str]) -> Incoming | Rejected:
     external_id = str(raw.get("id") or raw.get("sku") or "?")
+    if stream == "products":
+        for sku_record in [raw, *[v for v in raw.get("variations") or [] if isinstance(v, dict)]]:
+            why = hybrid.problem(sku_record, fba)
+            if why is not None:
+                return Rejected(external_id=external_id, reason=f"pluggto products {external_id}: {why}",
+                                field="stock_table", raw={"id": external_id},
+                                fix=hybrid.FIX.format(sku=sku_record.get("sku")))
     try:
         data: Canonical = mappers.product_in(raw) if stream == "products" else mappers.sale_in(raw)
     except mappers.Unmappable as exc:
@@ -182,12 +208,33 @@ def push_catalog(ctx: ConnectorContext, stream: str, record: Canonical, external
     if stream != "products" or not isinstance(record, Product):
         raise Fatal(f"pluggto ({where(ctx)}): stream {stream!r} cannot be written to Plugg.to",
                     fix="Plugg.to takes products, stock, prices and invoices; remove the stream from the route.")
-    body = mappers.product_out(record, list(options(ctx).fiscal_fields))
+    opts = options(ctx)
+    if not record.active and opts.inactive_products == "delete":
+        gone = _delete_sku(ctx, record.sku)
+        return PushResult(external_id=external_id or record.sku,
+                          warnings=[] if gone else [f"product {record.sku} was already gone from Plugg.to"])
+    nbm_from_ncm = bool((ctx.route.options if ctx.route else {}).get("nbm_from_ncm", True))
+    body = mappers.product_out(record, list(opts.fiscal_fields), nbm_from_ncm)
     # An upsert by SKU: running it twice writes the same product, never a second one.
     response = API.put(ctx, _sku_path(record.sku), json=body, record=f"product {record.sku}")
     product = unwrap(body_of(response), "Product")
     remote = str(product.get("id") or external_id or record.sku)
+    # Variations the source deleted or deactivated: Plugg.to keeps a variation an upsert does not name.
+    keep = {v.sku for v in record.variations if v.active}
+    for variation in product.get("variations") or []:
+        sku = str(variation.get("sku") or "") if isinstance(variation, dict) else ""
+        if sku and sku not in keep:
+            _delete_sku(ctx, sku)
     return PushResult(external_id=remote)
+
+
+def _delete_sku(ctx: ConnectorContext, sku: str) -> bool:
+    """``DELETE /skus/{sku}``; a SKU already gone counts as deleted (a redelivery). False when it was gone."""
+    try:
+        API.delete(ctx, _sku_path(sku), record=f"product {sku}")
+    except NotFound:
+        return False
+    return True
 
 
 def _missing_sku(exc: NotFound, what: str, sku: str) -> Retriable:
@@ -204,16 +251,28 @@ def push_stock(ctx: ConnectorContext, record: StockLevel, external_id: str | Non
     quantity = max(Decimal("0"), record.quantity)
     amount: int | Decimal = int(quantity) if quantity == quantity.to_integral_value() else quantity
     what = f"{where(ctx)}, stock of {record.sku}@{record.warehouse}"
+    opts = options(ctx)
+    if record.warehouse in opts.fba_warehouses:
+        raise InvalidRecord(f"pluggto ({what}): warehouse {record.warehouse} is Amazon's FBA Onsite stock, which "
+                            "Amazon manages", field="warehouse", record=f"stock of {record.sku}",
+                            fix="Map the depósito to one of the seller's own Plugg.to warehouses under the route's "
+                                "mappings.stores; FBA Onsite stock is never written by the hub.")
     try:
         if record.warehouse == DEFAULT_WAREHOUSE:
-            API.put(ctx, f"{_sku_path(record.sku)}/stock", json={"action": "update", "quantity": amount,
-                                                                  "sku": record.sku},
-                    record=f"stock of {record.sku}")
+            response = API.put(ctx, f"{_sku_path(record.sku)}/stock", json={"action": "update", "quantity": amount,
+                                                                             "sku": record.sku},
+                               record=f"stock of {record.sku}")
         else:
-            API.put(ctx, _sku_path(record.sku), json={"sku": record.sku, "stock_table": [
+            response = API.put(ctx, _sku_path(record.sku), json={"sku": record.sku, "stock_table": [
                 {"code": record.warehouse, "type": "own", "quantity": amount}]}, record=f"stock of {record.sku}")
     except NotFound as exc:
         raise _missing_sku(exc, what, record.sku) from None
+    written = hybrid.holder(unwrap(body_of(response), "Product"), record.sku)
+    why = hybrid.problem(written, opts.fba_warehouses) if amount > 0 else None
+    if why is not None:
+        # Plugg.to's answer shows the SKU on Amazon's logistics too: reported (quarantined) with the fix.
+        raise InvalidRecord(f"pluggto ({what}): {why}", field="stock_table", record=f"stock of {record.sku}",
+                            fix=hybrid.FIX.format(sku=record.sku))
     return PushResult(external_id=f"{record.sku}@{record.warehouse}")
 
 
@@ -234,6 +293,21 @@ def push_price(ctx: ConnectorContext, record: Price, external_id: str | None, id
     except NotFound as exc:
         raise _missing_sku(exc, f"{where(ctx)}, price of {record.sku}@{record.price_list}", record.sku) from None
     return PushResult(external_id=f"{record.sku}@{record.price_list}")
+
+
+@hookimpl
+def push_sale(ctx: ConnectorContext, record: Sale, external_id: str | None, idempotency_key: str) -> PushResult:
+    """Create the order once (found by its channel number on a retry) or change its status as Plugg.to's order flow
+    allows (orders.py)."""
+    return orders.push(ctx, record, external_id)
+
+
+@hookimpl
+def emit_invoice(ctx: ConnectorContext, record: Sale, external_id: str, idempotency_key: str,
+                 invoice_id: str | None) -> Invoice:
+    """Plugg.to issues the order's NF-e (the Amazon FBA Onsite flow): one note per order, resent after a fix
+    (invoices.py)."""
+    return invoices.emit(ctx, record, external_id, invoice_id)
 
 
 @hookimpl
@@ -307,8 +381,9 @@ def _xml_link(ctx: ConnectorContext, record: Invoice) -> str | None:
 
 
 @hookimpl
-def parse_webhook(ctx: ConnectorContext, headers: dict[str, str], body: bytes) -> list[WebhookEvent]:
-    return webhooks.parse(ctx, headers, body)
+def parse_webhook(ctx: ConnectorContext, headers: dict[str, str], body: bytes, query: dict[str, str]
+                  ) -> list[WebhookEvent]:
+    return webhooks.parse(ctx, headers, body, query)
 
 
 @hookimpl

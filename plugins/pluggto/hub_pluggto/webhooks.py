@@ -2,8 +2,10 @@
 "Notification information").
 
 Since nothing proves a delivery came from Plugg.to, a connection accepts one only when it carries the
-connection's ``webhook_token`` credential in the ``options.webhook_header`` header (or as ``Authorization: Bearer``),
-compared in constant time; without a token configured every delivery is refused. The body is never trusted: an
+connection's ``webhook_token`` credential: in the URL registered with Plugg.to (``?token=...``, the query parameter
+``options.webhook_query``: Plugg.to's notification settings take a URL, not headers), or in the
+``options.webhook_header`` header (or as ``Authorization: Bearer``) when a proxy adds it, compared in constant
+time; without a token configured every delivery is refused. The body is never trusted: an
 event only makes the core re-read the stream from the API. When ``options.user_id`` is set, a notification for
 another Plugg.to user is refused too.
 
@@ -30,26 +32,28 @@ STREAMS = {"products": "products", "skus": "products", "orders": "sales", "invoi
 DEDUPE_WINDOW_SECONDS = 600
 
 
-def _token(headers: dict[str, str], header: str) -> str:
-    given = headers.get(header.lower(), "")
+def _token(headers: dict[str, str], query: dict[str, str], header: str, parameter: str) -> str:
+    given = query.get(parameter, "") or headers.get(header.lower(), "")
     if not given:
         scheme, _, value = headers.get("authorization", "").partition(" ")
         given = value if scheme.lower() == "bearer" else ""
     return given.strip()
 
 
-def parse(ctx: ConnectorContext, headers: dict[str, str], body: bytes, *, now: float | None = None
-          ) -> list[WebhookEvent]:
+def parse(ctx: ConnectorContext, headers: dict[str, str], body: bytes, query: dict[str, str] | None = None, *,
+          now: float | None = None) -> list[WebhookEvent]:
     opts = options(ctx)
     expected = ctx.credentials.get("webhook_token", "")
     if not expected:
         raise BadSignature(f"pluggto notification for {where(ctx)}: the connection has no webhook_token",
                            fix=f"Give connection {ctx.connection} a long random credentials.webhook_token and "
-                               f"register the notification URL so it sends it in the {opts.webhook_header} header.")
-    given = _token(headers, opts.webhook_header)
+                               f"register the notification URL .../webhooks/{ctx.tenant}/{ctx.connection}?"
+                               f"{opts.webhook_query}=<that token> in Plugg.to.")
+    given = _token(headers, query or {}, opts.webhook_header, opts.webhook_query)
     if not hmac.compare_digest(given.encode(), expected.encode()):
         raise BadSignature(f"pluggto notification for {where(ctx)}: the token does not match",
-                           fix=f"Send the connection's webhook_token in the {opts.webhook_header} header.")
+                           fix=f"Register the notification URL with ?{opts.webhook_query}=<the connection's "
+                               f"webhook_token> (or send it in the {opts.webhook_header} header).")
     try:
         event: Any = json.loads(body)
     except ValueError:

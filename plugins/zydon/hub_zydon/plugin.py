@@ -107,6 +107,14 @@ def _statuses(ctx: ConnectorContext, need: str | None = None) -> list[dict[str, 
                   None if need is None else lambda rows: any(fold(r.get("name")) == fold(need) for r in rows))
 
 
+@hookimpl
+def list_values(ctx: ConnectorContext, table: str) -> dict[str, str] | None:
+    """The order statuses made by hand in Zydon (Pedidos > Status), which Bling's situações must match by name."""
+    if table != "statuses":
+        return None
+    return {str(s.get("name")): str(s.get("name")) for s in _statuses(ctx) if s.get("name")}
+
+
 def _methods(ctx: ConnectorContext, need: str | None = None) -> list[dict[str, Any]]:
     return shared(ctx, "payment_methods", lambda: list_all(ctx, PATHS["payment_methods"], "payment_methods"),
                   None if need is None else lambda rows: any(fold(r.get("name")) == fold(need)

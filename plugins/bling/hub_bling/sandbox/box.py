@@ -395,6 +395,18 @@ class BlingSandbox(SandboxBase):
         self.set_order_status(order["id"], name)
         return f"order {order['numero']} (store order {order['numeroLoja']})"
 
+    def demo_clear_ncm(self) -> str:
+        """A person erases the NCM of the newest active simple product (what ``hub demo`` can ask for without
+        knowing ids: the "atributos fiscais" error of the marketplaces' manuals); returns its código."""
+        st = self.state
+        with st.lock:
+            pid = next(pid for pid, meta in sorted(st.pmeta.items(), reverse=True)
+                       if not meta.children and st.products[pid]["situacao"] == "A"
+                       and not st.products[pid].get("variacao"))
+            code = str(st.products[pid]["codigo"])
+        self.edit("products", pid, {"tributacao": {"ncm": ""}})
+        return code
+
     def cancel_nfe(self, note_id: str | int) -> None:
         """Cancel a note in the UI (the v3 API has no cancel endpoint): ``GET /nfe`` hides it from then on."""
         with self.state.lock:

@@ -4,8 +4,12 @@ It enforces what the public material says (README): OAuth password and authoriza
 tokens and single-use refresh tokens, ``{"Product": ...}`` / ``{"Order": ...}`` envelopes, lists with ``limit``,
 ``next`` (the last id read) and ``modified=FROMtoTO`` (by day), SKU upserts, stock updates, orders with shipments,
 and the NF-e rules: a shipment without an ``id`` is a NEW delivery (the duplicate-delivery trap, counted in
-``duplicate_deliveries``), and a change Plugg.to already holds answers ``not_updated``. Validation, the rate limit
-and the 429 body are the README's assumptions. Every touch of the state happens under ``self.lock``.
+``duplicate_deliveries``), and a change Plugg.to already holds answers ``not_updated``. Orders are created with
+``POST /orders`` and found with ``?external=`` / ``?original_id=``; Plugg.to issues NF-e as the seller's system
+(``/invoices``, :mod:`hub_pluggto.sandbox.issuer`: the manual's four rejection causes, a second note for one order
+counted in ``duplicate_invoices``); ``notify`` posts a notification to the URL registered for the connection; a SKU
+can be put on Amazon's FBA Onsite stock (``mark_fba``). Validation, the rate limit, the 429 body and the invoice
+resource are the README's assumptions. Every touch of the state happens under ``self.lock``.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs
 
+import httpx
 from hub.sandbox import FAULTS, SandboxBase, SandboxSettings
 from hub.sandbox.documents import cnpj, cpf, ean13, wrong_check_digit
 from hub.sandbox.oauth import AuthorizationCode, OAuthError, PasswordGrant, TokenStore, WallClock, check_client
@@ -26,6 +31,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from hub_pluggto.sandbox import issuer
 
 STREAMS = ("products", "sales", "stock", "prices", "invoices")
 STATUSES = ("pending", "paid", "approved", "waiting_invoice", "invoiced", "invoice_error", "shipping_informed",
@@ -59,6 +66,11 @@ def error(status: int, kind: str, details: str, message: str = "An error occurre
                         headers=headers)
 
 
+def _public(note: dict[str, Any]) -> dict[str, Any]:
+    shown: dict[str, Any] = {k: v for k, v in _copy(note).items() if k != "due_at"}
+    return shown
+
+
 def invalid(field: str, problem: str) -> JSONResponse:
     return error(400, "invalid_data", f"field {field}: {problem}", message="Invalid data")
 
@@ -75,6 +87,8 @@ def _digits(value: Any, length: int) -> bool:
 class PluggtoSettings(SandboxSettings):
     rate_per_second: float | None = 10
     """Assumed (Plugg.to publishes none): 10 requests a second per account."""
+    nfe_delay_seconds: float = 0.0
+    """How long an NF-e Plugg.to issues stays ``processing`` (Plugg.to - Amazon - SEFAZ is not instantaneous)."""
 
 
 class PluggtoSandbox(SandboxBase):
@@ -89,6 +103,7 @@ class PluggtoSandbox(SandboxBase):
 
     def __init__(self, **settings: Any) -> None:
         super().__init__(**settings)
+        self.settings: PluggtoSettings
         self.client_id, self.client_secret = "pluggto-client", "pluggto-secret"
         self.username, self.password = "api-user-1234", "api-password-5678"
         self.user_id = "129"
@@ -100,11 +115,20 @@ class PluggtoSandbox(SandboxBase):
         self._limits = Limits(self._rules)
         self._ids = itertools.count(1)
         self.products: dict[str, dict[str, Any]] = {}
+        self._sku_index: dict[str, str] = {}
         self.orders: dict[str, dict[str, Any]] = {}
         self._last_page: dict[str, bytes] = {}
         self._serial = 0
         self.duplicate_deliveries = 0
         """Shipments created by an order update that sent a shipment without its id (the trap the docs warn of)."""
+        self.invoices: dict[str, dict[str, Any]] = {}
+        self.duplicate_invoices = 0
+        """Notes submitted for an order that already had one (a second NF-e for the same sale)."""
+        self.channel_tokens: dict[str, datetime] = {}
+        """Channel -> when the seller's integration token with it expires (Amazon's lasts a year)."""
+        self.notify_url: str | None = None
+        self.notify_log: list[dict[str, Any]] = []
+        self._nfe_numbers = itertools.count(1)
         self.app = Starlette(routes=[
             Route("/oauth/token", self._token, methods=["POST"]),
             Route("/users", self._api(self._users), methods=["GET"]),
@@ -112,8 +136,11 @@ class PluggtoSandbox(SandboxBase):
             Route("/products/{id}", self._api(self._product), methods=["GET"]),
             Route("/skus/{sku}/stock", self._api(self._stock), methods=["PUT"]),
             Route("/skus/{sku}", self._api(self._sku), methods=["GET", "PUT", "DELETE"]),
-            Route("/orders", self._api(self._list_orders), methods=["GET"]),
+            Route("/orders", self._api(self._orders), methods=["GET", "POST"]),
             Route("/orders/{id}", self._api(self._order), methods=["GET", "PUT"]),
+            Route("/invoices", self._api(self._invoices), methods=["GET", "POST"]),
+            Route("/invoices/{id}", self._api(self._invoice), methods=["GET"]),
+            Route("/invoices/{id}/resend", self._api(self._resend), methods=["POST"]),
         ])
 
     # --- settings and the protocol ---------------------------------------------------------------------------------
@@ -138,7 +165,9 @@ class PluggtoSandbox(SandboxBase):
                 return [self._insert_product(self._synthetic_product()) for _ in range(count)]
             if stream == "sales":
                 return [self._insert_order(self._synthetic_order()) for _ in range(count)]
-        raise ValueError(f"pluggto sandbox cannot seed {stream!r} (products, sales)")
+            if stream == "invoices":
+                return [self._issued(self._insert_order(self._synthetic_order())) for _ in range(count)]
+        raise ValueError(f"pluggto sandbox cannot seed {stream!r} (products, sales, invoices)")
 
     def seed_invalid(self, stream: str) -> str:
         """A product with an EAN whose check digit is wrong; an order whose payer CPF's is."""
@@ -152,6 +181,11 @@ class PluggtoSandbox(SandboxBase):
                 order["payer_cpf"] = wrong_check_digit(order.get("payer_cpf") or cpf("123456789"))
                 order.pop("payer_cnpj", None)
                 return self._insert_order(order)
+            if stream == "invoices":
+                note_id = self._issued(self._insert_order(self._synthetic_order()))
+                note = self.invoices[note_id]
+                note["nfe_key"] = wrong_check_digit(note["nfe_key"])
+                return note_id
         raise ValueError(f"pluggto sandbox has no invalid {stream!r} record")
 
     def seed_future(self, stream: str) -> str:
@@ -160,6 +194,10 @@ class PluggtoSandbox(SandboxBase):
                 return self._insert_product({**self._synthetic_product(), "modified": FUTURE_STAMP})
             if stream == "sales":
                 return self._insert_order({**self._synthetic_order(), "modified": FUTURE_STAMP})
+            if stream == "invoices":
+                note_id = self._issued(self._insert_order(self._synthetic_order()))
+                self.invoices[note_id]["modified"] = FUTURE_STAMP
+                return note_id
         raise ValueError(f"pluggto sandbox has no dated {stream!r} record")
 
     def touch(self, stream: str, external_id: str) -> None:
@@ -171,12 +209,15 @@ class PluggtoSandbox(SandboxBase):
             elif stream == "sales":
                 record = self.orders[external_id]
                 record["status"] = "delivered" if record["status"] != "delivered" else "shipped"
+            elif stream == "invoices":
+                record = self.invoices[external_id]
+                record["nfe_status"] = "canceled" if record["nfe_status"] == "authorized" else "authorized"
             else:
                 raise ValueError(f"pluggto sandbox cannot touch {stream!r}")
             record["modified"] = _stamp()
 
     def age(self, stream: str, seconds: float) -> None:
-        table = {"products": self.products, "sales": self.orders}.get(stream)
+        table = {"products": self.products, "sales": self.orders, "invoices": self.invoices}.get(stream)
         if table is None:
             raise NotImplementedError(f"pluggto sandbox has no dated {stream!r}")
         with self.lock:
@@ -195,6 +236,8 @@ class PluggtoSandbox(SandboxBase):
             if stream == "prices":
                 return [{"sku": sku, "price_list": code, "price": price} for sku, code, price, _ in
                         self._skus("prices")]
+            if stream == "issued":
+                return [_copy(n) for _, n in sorted(self.invoices.items())]
             if stream == "invoices":
                 return [{"order": o["id"], "shipment": s["id"], "nfe_key": s["nfe_key"],
                          "nfe_number": s.get("nfe_number"), "nfe_serie": s.get("nfe_serie"),
@@ -202,11 +245,22 @@ class PluggtoSandbox(SandboxBase):
                         for _, o in sorted(self.orders.items()) for s in o["shipments"] if s.get("nfe_key")]
         raise ValueError(f"pluggto sandbox has no stream {stream!r} (streams: {', '.join(STREAMS)})")
 
+    def expected_pull(self, stream: str) -> list[dict[str, Any]]:
+        """A pull of ``invoices`` reads the notes Plugg.to issued (authorized or canceled), not the notes attached
+        to shipments by a push (what ``records("invoices")`` lists)."""
+        if stream != "invoices":
+            return self.records(stream)
+        with self.lock:
+            return [_public(n) for _, n in sorted(self.invoices.items())
+                    if n["nfe_status"] in ("authorized", "canceled")]
+
     def summary(self) -> dict[str, Any]:
         with self.lock:
             return {"products": len(self.products), "orders": len(self.orders),
                     "invoiced orders": sum(1 for o in self.orders.values() if o["status"] == "invoiced"),
-                    "duplicate deliveries": self.duplicate_deliveries}
+                    "notes issued": sum(1 for n in self.invoices.values() if n["nfe_status"] == "authorized"),
+                    "duplicate deliveries": self.duplicate_deliveries,
+                    "duplicate invoices": self.duplicate_invoices}
 
     # --- extras for tests and demos ------------------------------------------------------------------------------
 
@@ -242,6 +296,142 @@ class PluggtoSandbox(SandboxBase):
             record: dict[str, Any] = _copy(self.orders[order_id])
             return record
 
+    def edit_order(self, order_id: str, **fields: Any) -> None:
+        """The seller corrects an order in the panel (e.g. completes the customer's address)."""
+        with self.lock:
+            self.orders[order_id].update(fields)
+            self.orders[order_id]["modified"] = _stamp()
+
+    def edit_sku(self, sku: str, **fields: Any) -> None:
+        """The seller corrects a SKU in the panel (e.g. fills its CEST)."""
+        with self.lock:
+            found = self._find(sku)
+            if found is None:
+                raise KeyError(sku)
+            found[0].update(fields)
+            found[0]["modified"] = _stamp()
+
+    def set_channel_token(self, channel: str, expires_at: datetime) -> None:
+        """When the seller's integration token with ``channel`` expires (Amazon's lasts a year)."""
+        with self.lock:
+            self.channel_tokens[channel] = expires_at
+
+    def mark_fba(self, sku: str, quantity: int = 5, code: str = "amazon_fba") -> None:
+        """The SKU is also sold through Amazon's logistics: a ``stock_table`` row of Amazon's FBA Onsite stock (the
+        shape Plugg.to gives it is an assumption, README)."""
+        with self.lock:
+            found = self._find(sku)
+            if found is None:
+                raise KeyError(sku)
+            holder = found[1] if found[1] is not None else found[0]
+            rows = holder.setdefault("stock_table", [])
+            rows[:] = [r for r in rows if r.get("code") != code]
+            rows.append({"id": f"{code}-1", "code": code, "type": "supplier", "quantity": quantity,
+                         "channel": "amazon", "logistic": "fba"})
+            found[0]["modified"] = _stamp()
+
+    def notify(self, kind: str, resource_id: str, action: str = "updated", changes: dict[str, bool] | None = None
+               ) -> int:
+        """POST a notification ``{type, id, action, user, changes}`` to ``notify_url`` (the URL registered in
+        Plugg.to, with the connection's token in its query string); the status code (0: no answer)."""
+        if not self.notify_url:
+            raise RuntimeError("set notify_url first")
+        body = {"type": kind, "id": resource_id, "action": action, "user": int(self.user_id),
+                "changes": changes or {}}
+        try:
+            status = httpx.post(self.notify_url, json=body, timeout=5.0).status_code
+        except httpx.HTTPError:
+            status = 0
+        self.notify_log.append({**body, "status": status})
+        return status
+
+    def issue(self, order_id: str) -> str:
+        """Plugg.to issues the order's NF-e (as its panel does for an Amazon FBA Onsite order); the note's id."""
+        with self.lock:
+            note: dict[str, Any] = {"id": self._new_id(), "reference_order": order_id, "nfe_type": "sale",
+                                    "original_id": self.orders[order_id].get("original_id"), "number": None,
+                                    "nfe_serie": None, "nfe_key": None, "nfe_date": None, "files": [], "issues": [],
+                                    "created": _stamp()}
+            self.invoices[note["id"]] = note
+            self._submit(note)
+            return str(note["id"])
+
+    def _issued(self, order_id: str) -> str:
+        """An authorized note for the order (lock held); its id."""
+        order = self.orders[order_id]
+        for item in order["items"]:
+            if self._find(item["sku"]) is None:
+                self._insert_product({**self._synthetic_product(), "sku": item["sku"], "variations": []})
+        note: dict[str, Any] = {"id": self._new_id(), "reference_order": order_id, "nfe_type": "sale",
+                                "original_id": order.get("original_id"), "number": None, "nfe_serie": None,
+                                "nfe_key": None, "nfe_date": None, "files": [], "issues": [], "created": _stamp(),
+                                "nfe_status": "processing", "due_at": 0}
+        self.invoices[note["id"]] = note
+        self._settle(note)
+        return str(note["id"])
+
+    def resends(self) -> int:
+        """How many times a rejected note was sent again."""
+        return sum(1 for r in self.request_log if r["method"] == "POST" and r["path"].endswith("/resend"))
+
+    def sellable_skus(self) -> list[str]:
+        """The SKUs an order can sell: variations, and products without variations."""
+        with self.lock:
+            return [v["sku"] if v is not None else p["sku"] for _, p in sorted(self.products.items())
+                    for v in (p.get("variations") or [None])]
+
+    def demo_orders(self, count: int = 3, channel: str = "mercadolivre") -> str:
+        """Buyers order on a channel: orders of the catalog's products without variations; their ids,
+        comma-separated."""
+        with self.lock:
+            skus = [p["sku"] for _, p in sorted(self.products.items()) if not p.get("variations")]
+        made = []
+        for i in range(count):
+            chosen = skus[(i * 3) % len(skus)] if skus else f"AVULSO-{i}"
+            made.append(self.place_order([chosen], channel=channel))
+        return ", ".join(made)
+
+    def place_order(self, skus: list[str], channel: str = "mercadolivre", status: str = "approved",
+                    quantity: int = 1, **fields: Any) -> str:
+        """An order from ``channel`` for ``skus`` at their Plugg.to price, paid by credit card."""
+        with self.lock:
+            order = self._synthetic_order()
+            items = []
+            for sku in skus:
+                found = self._find(sku)
+                holder = (found[1] or found[0]) if found is not None else {}
+                price = Decimal(str(holder.get("special_price") or holder.get("price") or "19.90"))
+                items.append({"sku": sku, "name": holder.get("name") or sku, "quantity": quantity,
+                              "price": float(price), "total": float(price * quantity), "discount": 0})
+            total = sum(Decimal(str(i["total"])) for i in items) + Decimal(str(order["shipping"]))
+            order.update(items=items, channel=channel, status=status, subtotal=float(total - Decimal(str(
+                order["shipping"]))), total=float(total), total_paid=float(total))
+            order["payments"] = [{"payment_type": "credit", "payment_method": "Cartão de crédito",
+                                  "payment_installments": 1, "payment_total": float(total)}]
+            order["shipments"][0]["shipping_items"] = [{"sku": i["sku"], "quantity": i["quantity"]} for i in items]
+            order.update(fields)
+            return self._insert_order(order)
+
+    def set_order_status(self, order_id: str, status: str) -> None:
+        """The channel moves the order (e.g. the buyer cancels it)."""
+        with self.lock:
+            self.orders[order_id]["status"] = status
+            self.orders[order_id]["modified"] = _stamp()
+
+    def demo_cancel(self) -> str:
+        """The buyer cancels the oldest open order on its channel; its id."""
+        with self.lock:
+            order = next(o for _, o in sorted(self.orders.items()) if o["status"] not in ("canceled", "delivered"))
+            order["status"] = "canceled"
+            order["modified"] = _stamp()
+            return str(order["id"])
+
+    def demo_hybrid(self) -> str:
+        """A SKU of the catalog is also sold through Amazon's FBA Onsite; its SKU."""
+        sku = self.sellable_skus()[0]
+        self.mark_fba(sku)
+        return sku
+
     # --- state (lock held) ---------------------------------------------------------------------------------------
 
     def _new_id(self) -> str:
@@ -263,19 +453,29 @@ class PluggtoSandbox(SandboxBase):
         return rows
 
     def _find(self, sku: str) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
-        for product in self.products.values():
-            if product["sku"] == sku:
-                return product, None
-            for variation in product.get("variations", []):
-                if variation["sku"] == sku:
-                    return product, variation
+        """The product holding ``sku`` (and the variation that is it), through the SKU index: a catalog of tens of
+        thousands of SKUs is looked up in constant time (the benchmarks)."""
+        product = self.products.get(self._sku_index.get(sku, ""))
+        if product is None:
+            return None
+        if product["sku"] == sku:
+            return product, None
+        for variation in product.get("variations", []):
+            if variation["sku"] == sku:
+                return product, variation
         return None
+
+    def _index(self, product: dict[str, Any]) -> None:
+        self._sku_index[str(product["sku"])] = str(product["id"])
+        for variation in product.get("variations", []):
+            self._sku_index[str(variation["sku"])] = str(product["id"])
 
     def _insert_product(self, product: dict[str, Any]) -> str:
         product.setdefault("id", self._new_id())
         product.setdefault("created", _stamp())
         product.setdefault("modified", product["created"])
         self.products[product["id"]] = product
+        self._index(product)
         return str(product["id"])
 
     def _insert_order(self, order: dict[str, Any]) -> str:
@@ -312,7 +512,7 @@ class PluggtoSandbox(SandboxBase):
         self._serial += 1
         n = self._serial
         street, district, city, uf, zip_code = STREETS[n % len(STREETS)]
-        skus = [p["sku"] for p in self.products.values()][:20]
+        skus = [p["sku"] for p in itertools.islice(self.products.values(), 20)]
         items = []
         for i in range(1 + n % 2):
             price = Decimal(15 + (n + i) % 40) + Decimal("0.5")
@@ -456,7 +656,7 @@ class PluggtoSandbox(SandboxBase):
             rows = list(table.values())
             if low is not None and high is not None:
                 rows = [r for r in rows if low <= _parse(r["modified"]).date() <= high]
-            for name in ("sku", "status", "external", "channel"):
+            for name in ("sku", "status", "external", "original_id", "channel", "reference_order", "nfe_status"):
                 if q.get(name):
                     rows = [r for r in rows if str(r.get(name)) in q[name].split(",")]
             if by_modified and q.get("orderby") == "modified":
@@ -473,15 +673,142 @@ class PluggtoSandbox(SandboxBase):
                 rows = rows[(page - 1) * limit:]
             shown = rows[:limit]
             response = JSONResponse({"total": total, "showing": len(shown), "limit": limit,
-                                     "result": [{key: _copy(r)} for r in shown]})
+                                     "result": [{key: _public(r)} for r in shown]})
             self._last_page[path] = bytes(response.body)
             return response
 
     async def _list_products(self, request: Request) -> Response:
         return self._listing(request, self.products, "Product", by_modified=False)
 
-    async def _list_orders(self, request: Request) -> Response:
-        return self._listing(request, self.orders, "Order", by_modified=True)
+    async def _orders(self, request: Request) -> Response:
+        if request.method == "GET":
+            return self._listing(request, self.orders, "Order", by_modified=True)
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            return invalid("body", "the body must be JSON")
+        with self.lock:
+            problem = self._validate_new_order(body)
+            if problem is not None:
+                return problem
+            order = _copy(body)
+            order.pop("id", None)
+            order.setdefault("status", "pending")
+            shipments = order.get("shipments") or [{"status": "pending", "shipping_items": [
+                {"sku": i["sku"], "quantity": i["quantity"]} for i in order["items"]]}]
+            order["shipments"] = [{k: v for k, v in sh.items() if k != "id"} for sh in shipments]
+            self._insert_order(order)
+            return JSONResponse({"Order": _copy(order)}, status_code=201)
+
+    def _validate_new_order(self, body: Any) -> Response | None:
+        """What the sandbox refuses on ``POST /orders`` (assumed: Plugg.to's validator is not public, README)."""
+        if not isinstance(body, dict):
+            return invalid("body", "the body must be a JSON object")
+        if body.get("status", "pending") not in STATUSES:
+            return invalid("status", f"status must be one of {', '.join(STATUSES)}")
+        items = body.get("items")
+        if not isinstance(items, list) or not items:
+            return invalid("items", "an order needs at least one item")
+        for i, item in enumerate(items):
+            if not isinstance(item, dict) or not item.get("sku"):
+                return invalid(f"items[{i}].sku", "every item needs a sku")
+            if not _number(item.get("quantity")) or not item["quantity"]:
+                return invalid(f"items[{i}].quantity", "quantity must be a number > 0")
+            if not _number(item.get("price")):
+                return invalid(f"items[{i}].price", "price must be a number >= 0")
+        if not str(body.get("payer_name") or body.get("receiver_name") or "").strip():
+            return invalid("payer_name", "the order needs the payer's name")
+        for name in ("total", "subtotal", "shipping", "discount"):
+            if body.get(name) is not None and not _number(body[name]):
+                return invalid(name, f"{name} must be a number >= 0")
+        return None
+
+    # --- Plugg.to as the NF-e issuer -----------------------------------------------------------------------------
+
+    def _settle(self, note: dict[str, Any]) -> None:
+        """A submitted note, once its delay has passed: authorized (and attached to the order's first shipment,
+        the order moved to ``invoiced``) or rejected with every cause in ``issues`` (lock held)."""
+        if note["nfe_status"] != "processing" or self.tokens.clock.time() < note["due_at"]:
+            return
+        order = self.orders[note["reference_order"]]
+        holders: dict[str, dict[str, Any] | None] = {}
+        for item in order.get("items") or []:
+            sku = str((item.get("variation") or {}).get("sku") or item.get("sku") or "")
+            found = self._find(sku)
+            holders[sku] = None if found is None else {
+                **{k: found[0].get(k) for k in ("ncm", "nbm", "cest", "origin")},
+                **{k: v for k, v in (found[1] or {}).items() if k in ("ncm", "nbm", "cest", "origin") and v}}
+        now = datetime.now(UTC)
+        issues = issuer.problems(order, holders, self.channel_tokens.get(str(order.get("channel"))), now)
+        note["modified"] = _stamp()
+        if issues:
+            note.update(nfe_status="rejected", issues=issues)
+            return
+        number = next(self._nfe_numbers)
+        key = issuer.access_key(number, now, int(note["id"], 16))
+        note.update(nfe_status="authorized", issues=[], number=str(number), nfe_serie="1", nfe_key=key,
+                    nfe_date=_stamp(now), files=[{"url": f"https://files.plugg.to/nfe/{key}.xml",
+                                                  "type": "xml_authorization"}])
+        order["status"] = "invoiced"
+        order["modified"] = _stamp()
+        free = next((sh for sh in order.get("shipments") or [] if not sh.get("nfe_key")), None)
+        if free is not None:
+            free.update(nfe_key=key, nfe_number=str(number), nfe_serie="1", nfe_date=note["nfe_date"],
+                        nfe_link=note["files"][0]["url"])
+
+    def _submit(self, note: dict[str, Any]) -> None:
+        note.update(nfe_status="processing", issues=[], modified=_stamp(),
+                    due_at=self.tokens.clock.time() + self.settings.nfe_delay_seconds)
+        self._settle(note)
+
+    async def _invoices(self, request: Request) -> Response:
+        if request.method == "GET":
+            with self.lock:
+                for pending in self.invoices.values():
+                    self._settle(pending)
+            return self._listing(request, self.invoices, "Invoice", by_modified=True)
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            return invalid("body", "the body must be JSON")
+        with self.lock:
+            if not isinstance(body, dict) or not body.get("reference_order"):
+                return invalid("reference_order", "the order whose NF-e Plugg.to issues")
+            order_id = str(body["reference_order"])
+            if order_id not in self.orders:
+                return invalid("reference_order", f"order {order_id} not found")
+            if body.get("nfe_type", "sale") != "sale":
+                return invalid("nfe_type", "only sale notes are issued here")
+            if any(n["reference_order"] == order_id and n["nfe_status"] != "canceled"
+                   for n in self.invoices.values()):
+                self.duplicate_invoices += 1
+            note: dict[str, Any] = {"id": self._new_id(), "reference_order": order_id, "nfe_type": "sale",
+                                    "original_id": self.orders[order_id].get("original_id"),
+                                    "number": None, "nfe_serie": None, "nfe_key": None, "nfe_date": None,
+                                    "files": [], "issues": [], "created": _stamp()}
+            self.invoices[note["id"]] = note
+            self._submit(note)
+            return JSONResponse({"Invoice": _public(note)}, status_code=201)
+
+    async def _invoice(self, request: Request) -> Response:
+        with self.lock:
+            note = self.invoices.get(request.path_params["id"])
+            if note is None:
+                return error(404, "not_found", f"Invoice {request.path_params['id']} not found")
+            self._settle(note)
+            return JSONResponse({"Invoice": _public(note)})
+
+    async def _resend(self, request: Request) -> Response:
+        """A rejected note, corrected, goes to SEFAZ again: the same note (its number and id), never a new one."""
+        with self.lock:
+            note = self.invoices.get(request.path_params["id"])
+            if note is None:
+                return error(404, "not_found", f"Invoice {request.path_params['id']} not found")
+            self._settle(note)
+            if note["nfe_status"] != "rejected":
+                return error(400, "not_updated", f"Invoice {note['id']} is {note['nfe_status']}, not rejected")
+            self._submit(note)
+            return JSONResponse({"Invoice": _public(note)})
 
     async def _product(self, request: Request) -> Response:
         with self.lock:
@@ -510,8 +837,11 @@ class PluggtoSandbox(SandboxBase):
                 product, variation = found
                 if variation is None:
                     del self.products[product["id"]]
+                    for gone in [product, *product.get("variations", [])]:
+                        self._sku_index.pop(str(gone["sku"]), None)
                 else:
                     product["variations"].remove(variation)
+                    self._sku_index.pop(sku, None)
                     product["modified"] = _stamp()
                 return JSONResponse({"Product": _copy(product)})
             problem = self._validate_sku(sku, body, creating=found is None)
@@ -526,6 +856,7 @@ class PluggtoSandbox(SandboxBase):
                 product, variation = found
                 self._merge(variation if variation is not None else product, body)
                 product["modified"] = _stamp()
+                self._index(product)
             return JSONResponse({"Product": _copy(product)})
 
     def _validate_sku(self, sku: str, body: Any, *, creating: bool) -> Response | None:

@@ -1,0 +1,1 @@
+"""hub connector for Amazon FBA Onsite (Brazil) over the Selling Partner API."""
