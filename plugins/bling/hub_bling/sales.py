@@ -245,19 +245,14 @@ def contact_id(ctx: ConnectorContext, customer: Customer | None) -> int:
     Bling's "Consumidor Final"."""
     if customer is None or not customer.document:
         return final_consumer(ctx)
-    document, buyer = customer.document, customer
-    bound = ctx.find_bound("customers", document)
+    bound = ctx.find_bound("customers", customer.document)
     if bound:
         return int(bound)
-
-    def find_or_create() -> int:
-        with ctx.lock(f"contact:{document}"):
-            found = find_contact(ctx, document)
-            return found if found is not None else create_contact(ctx, buyer)
-
-    # A returning customer costs no call: the contact found (or created) for the document is kept per connection,
-    # and forgotten when Bling refuses an order for it (the contact was deleted there).
-    return cached(ctx, f"contact:{document}", find_or_create)
+    with ctx.lock(f"contact:{customer.document}"):
+        found = find_contact(ctx, customer.document)
+        if found is not None:
+            return found
+        return create_contact(ctx, customer)
 
 
 def create_contact(ctx: ConnectorContext, customer: Customer) -> int:
@@ -285,16 +280,11 @@ def _digest(body: dict[str, Any]) -> str:
 
 def push_customer(ctx: ConnectorContext, customer: Customer, external_id: str | None) -> PushResult:
     if external_id is None and customer.document:
-        known = ctx.cache.get(f"bling:contact:{customer.document}")  # a sale of this customer found or made it
-        if known is not None:
-            external_id = str(known)
-    if external_id is None and customer.document:
         with ctx.lock(f"contact:{customer.document}"):
             found = find_contact(ctx, customer.document)
             if found is None:
                 contact = str(create_contact(ctx, customer))
                 ctx.record_remote_id(contact)
-                ctx.cache.set(f"bling:contact:{customer.document}", int(contact), CACHE_SECONDS)
                 return PushResult(external_id=contact)
             external_id = str(found)
     if external_id is None:
@@ -449,9 +439,7 @@ def push_sale(ctx: ConnectorContext, sale: Sale, external_id: str | None) -> Pus
             try:
                 created = request(ctx, "POST", "/pedidos/vendas", json_body=order_body(ctx, sale, situation))
             except InvalidRecord:
-                # A contact or product deleted in Bling since it was looked up: look it up again on `hub retry`.
-                if sale.customer is not None and sale.customer.document:
-                    forget(ctx, f"contact:{sale.customer.document}")
+                # A product deleted in Bling since it was looked up: look it up again on `hub retry`.
                 for item in sale.items:
                     forget(ctx, f"product:{item.sku}")
                 raise
