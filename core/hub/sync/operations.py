@@ -188,12 +188,12 @@ def execute(rt: Runtime, op_id: int) -> str:
             _hand_on_remote_id(rt, op)
         return _finish(rt, op, "superseded")
     external_id = binding or op.remote_id
-    if op.kind in WAITS_FOR_BINDING and binding is None and "done" in _push_states(rt, op):
+    pushes = _push_states(rt, op) if op.kind in WAITS_FOR_BINDING and binding is None else set()
+    if "done" in pushes:
         # The push may have committed between this claim's reads of the binding and of the earlier writes.
         binding = _binding(rt, op)
         external_id = binding or external_id
     if op.kind in WAITS_FOR_BINDING and binding is None:
-        pushes = _push_states(rt, op)
         on_its_way = bool(pushes & {"pending", "running"})
         if "failed" in pushes and not on_its_way:
             return _finish(rt, op, "failed", error="the record's write to the sink failed, so this cannot run",
