@@ -23,3 +23,8 @@ def test_bench_changes_reports_latency_calls_and_the_burst_with_no_failure() -> 
     assert steady["latency_p95_s"] is not None and steady["api_calls_per_change"] > 0, steady
     assert burst["settled"] and burst["writes_failed"] == 0, burst
     assert 1 <= burst["writes_done"] <= burst["changes"], "a burst never costs more writes than changes"
+    # A run with nothing changed: catalog = products' three stock passes of the list, contacts, payment methods (no
+    # categories re-read, no detail inside the overlap); stock_prices = the three passes and one balance read, the
+    # prices taken from that listing (it cost 6 and 8 calls before webhooks read only what they name).
+    quiet = figures["no_change_run_calls"]
+    assert quiet["catalog"] <= 5 and quiet["stock_prices"] <= 4, quiet

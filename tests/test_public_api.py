@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PUBLIC = {"hub", "hub.errors", "hub.models", "hub.testing", "hub.sandbox", "hub.sandbox.documents",
           "hub.sandbox.faults", "hub.sandbox.idempotency", "hub.sandbox.oauth", "hub.sandbox.ratelimit",
-          "hub.sandbox.xmltree"}
+          "hub.sandbox.nfe", "hub.sandbox.xmltree"}
 PLUGIN_SOURCES = sorted(
     [*ROOT.glob("plugins/*/hub_*/**/*.py"), *ROOT.glob("tests/example_plugin/hub_example/**/*.py")]
 )

@@ -29,7 +29,7 @@ from hub.settings import Settings
 from hub.status import tenant_status
 from hub.store.engine import utcnow
 from hub.store.schema import Connection, Tenant
-from hub.sync.loading import Runtime, credentials_of, ensure_auth, grant_digest
+from hub.sync.loading import UNSENT_GRACE, Runtime, credentials_of, ensure_auth, grant_digest
 from hub_bling.sandbox import BlingSandbox
 from hub_cplug.sandbox import CPlugSandbox
 from sqlalchemy import update
@@ -528,3 +528,46 @@ def test_a_detached_renewal_that_never_reached_the_token_host_is_retried_without
     assert renewed != stale
     assert renewed == credentials_of(bling.rt.vault, bling.connection())["access_token"], "the new pair is stored"
     assert not renewal_processes(settings.home), "each renewal process exits after its one call"
+
+
+def test_a_renewal_recorded_but_never_sent_is_taken_over_not_paused(
+        bling: World, settings: Settings, monkeypatch: pytest.MonkeyPatch, no_renewal_left: None):
+    """The 10,000-sale chaos audit's case: a worker recorded its token attempt and was SIGKILLed before its
+    renewal process started (or that process failed before sending). Bling spent nothing, so after a short grace
+    (not the whole lease) the next worker renews: no pause, and the sales queued meanwhile land once."""
+    tune(monkeypatch, bling.rt, "bling", refresh_reuse_seconds=0)
+    skus = setup_sales(bling)
+    creds = credentials_of(bling.rt.vault, bling.connection())
+    bling.box.expire_access_tokens()
+    recorded = utcnow() - timedelta(seconds=UNSENT_GRACE + 1)
+    with bling.rt.store.begin() as s:  # the row as the killed worker committed it, before any send
+        s.execute(update(Connection).where(Connection.id == bling.bling_id).values(
+            auth_attempt_at=recorded, auth_attempt_token=grant_digest(creds), auth_attempt_sent_at=None))
+    assert "not sent yet" in status_output(settings, monkeypatch)
+    before = bling.box.token_calls
+    renewed = ensure_auth(detached(bling.rt, settings), bling.bling_id, stale_token=creds["access_token"])
+    assert renewed["access_token"] != creds["access_token"]
+    conn = bling.connection()
+    assert conn.pause_kind is None and conn.auth_attempt_at is None, f"not paused: {conn.pause_reason}"
+    assert bling.box.token_calls == before + 1, "one token call, with the refresh token nobody had spent"
+    numbers = ring_up(bling, skus, 7801)
+    bling.drain()
+    assert orders(bling, numbers) == dict.fromkeys(numbers, 1)
+
+
+def test_a_renewal_marked_sent_by_its_process_is_still_decided_as_a_lost_answer(
+        bling: World, settings: Settings, monkeypatch: pytest.MonkeyPatch):
+    """The same row, but the renewal process marked the call sent: Bling may have rotated, so once the lease is
+    over the connection pauses with the exact fix, as before (no second send of a maybe-spent token)."""
+    grace(bling, monkeypatch, 0)
+    skus = setup_sales(bling)
+    creds = credentials_of(bling.rt.vault, bling.connection())
+    bling.box.expire_access_tokens()
+    long_ago = utcnow() - timedelta(hours=1)
+    with bling.rt.store.begin() as s:
+        s.execute(update(Connection).where(Connection.id == bling.bling_id).values(
+            auth_attempt_at=long_ago, auth_attempt_token=grant_digest(creds), auth_attempt_sent_at=long_ago))
+    before = bling.box.token_calls
+    numbers = ring_up(bling, skus, 7901)
+    bling.drain()
+    assert_paused_for_lost_rotation(bling, settings, monkeypatch, numbers, before)  # nothing sent again

@@ -35,7 +35,8 @@ def authorize(rt: Runtime, connection_id: int, grant: dict[str, str]) -> int:
         creds.pop("access_token", None)
         conn.credentials = rt.vault.encrypt(creds)
         conn.token_expires_at = conn.token_issued_at = None
-        conn.auth_attempt_at = conn.auth_attempt_token = None  # a new grant: an earlier lost rotation is moot
+        # A new grant: an earlier lost rotation is moot.
+        conn.auth_attempt_at = conn.auth_attempt_token = conn.auth_attempt_sent_at = None
     ensure_auth(rt, connection_id, force=True)
     with rt.store.begin() as s:
         conn = s.get_one(Connection, connection_id)

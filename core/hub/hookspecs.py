@@ -6,9 +6,9 @@ Two kinds of call, chosen per hook and never mixed:
 hand (the route's source for pulls, its sink for pushes). Dispatch is deterministic: the core calls them through a
 pluggy subset caller that leaves every other plugin's implementation out (other plugins' wrappers still run, and
 ``HUB_TRACE_PLUGINS`` traces the call); see :mod:`hub.registry`.
-``authenticate``, ``pull_catalog``, ``pull_sales``, ``pull_invoices``, ``push_catalog``, ``push_stock``,
-``push_price``, ``push_sale``, ``push_invoice``, ``emit_invoice``, ``perform_action``, ``prune_catalog``,
-``list_values`` and ``parse_webhook`` are targeted.
+``authenticate``, ``pull_catalog``, ``pull_sales``, ``pull_invoices``, ``pull_records``, ``push_catalog``,
+``push_stock``, ``push_price``, ``push_sale``, ``push_invoice``, ``emit_invoice``, ``perform_action``,
+``prune_catalog``, ``list_values`` and ``parse_webhook`` are targeted.
 
 **Broadcast** hooks are called on every plugin and their answers are collected:
 ``register_platforms``, ``register_commands``, ``validate_fiscal`` (every problem from every plugin) and
@@ -29,6 +29,7 @@ As in pluggy, an implementation may accept fewer arguments than the spec lists.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import pluggy
@@ -99,6 +100,20 @@ def pull_sales(ctx: ConnectorContext, since: str | None) -> Iterable[Page]:
 @hookspec
 def pull_invoices(ctx: ConnectorContext, since: str | None) -> Iterable[Page]:
     """Yield pages of invoices (NF-e) changed since the cursor."""
+
+
+@hookspec
+def pull_records(ctx: ConnectorContext, stream: str, ids: list[str], received: dict[str, datetime]
+                 ) -> Iterable[Page] | None:
+    """Read only the records of ``stream`` that webhooks named (``WebhookEvent.external_id``), for any stream the
+    pulls above read. Optional: a plugin without it, or answering None for a stream, gets the incremental run.
+
+    ``received`` holds when each id was last announced (naive UTC): a copy read after that moment is current
+    (e.g. one detail read shared by two routes). Yield pages as a pull does; their cursors are ignored and the
+    stream's cursor does not move, because the incremental run remains the backstop for lost webhooks. A record
+    that no longer exists is simply left out (the incremental run sees the deletion). Never read more than the
+    ids need: this is the cheap path for one change.
+    """
 
 
 @hookspec

@@ -152,9 +152,10 @@ class Credentials(BaseModel):
 class WebhookEvent(BaseModel):
     """One verified webhook event, as a plugin's ``parse_webhook`` reads it.
 
-    The core remembers ``event_id`` per connection (platforms deliver twice) and turns the event into an
-    incremental sync of ``stream`` on every route reading it from this connection; the sync re-reads the record
-    from the API, so out-of-order delivery does no harm.
+    The core remembers ``event_id`` per connection (platforms deliver twice) and starts a sync of ``stream`` on
+    every route reading it from this connection: it reads only ``external_id`` (the record to re-read, e.g. a stock
+    event's product) when the plugin implements ``pull_records``, otherwise the incremental run. Either re-reads
+    the record from the API, so out-of-order delivery does no harm.
     """
 
     event_id: str

@@ -68,6 +68,7 @@ def tenant_status(rt: Runtime, tenant: str) -> dict[str, Any]:
                              "paused": bool(c.paused_until and c.paused_until > now), "pause_reason": c.pause_reason,
                              "pause_kind": c.pause_kind, "token_expires_at": c.token_expires_at,
                              "token_issued_at": c.token_issued_at, "auth_attempt_at": c.auth_attempt_at,
+                             "auth_attempt_sent_at": c.auth_attempt_sent_at,
                              "notices": auth_notices(rt, c, now)}
                             for c in conns.values()],
             "routes": routes,

@@ -2,10 +2,12 @@
 
 ``POST /webhooks/{tenant}/{connection}[?query]``. The connection's plugin verifies the signature over the raw
 body, or a secret token in the URL's query string for platforms that sign nothing (``parse_webhook``); the core
-remembers each event id (platforms deliver twice) and marks every route that reads the event's stream from that
-connection as due now. The scheduler then runs an ordinary incremental sync, which
-re-reads records from the API: a webhook is only a trigger, so a lost, duplicated or out-of-order one does no harm.
-Nothing slow happens before the answer (one transaction), well inside the 5 s platforms allow.
+remembers each event id (platforms deliver twice), records the record an event names (``external_id``) for every
+route that reads the event's stream from that connection, marks those routes due now and wakes the schedulers of
+every ``hub run`` (:mod:`hub.sync.targets`: in this process, and through Redis in the others). The route's run then
+re-reads only the named records from the API when the plugin can (``pull_records``), or runs an ordinary
+incremental sync; the incremental run stays the backstop, so a lost, duplicated or out-of-order webhook does no
+harm. Nothing slow happens before the answer (one transaction), well inside the 5 s platforms allow.
 
 The endpoint faces the internet: a body over 1 MB is refused (413) without being read or held, events are
 validated before they touch the store (4xx, never a 500), and concurrent deliveries of one event insert it once
@@ -33,11 +35,13 @@ from hub.privacy import mask_documents
 from hub.store.engine import utcnow
 from hub.store.schema import Connection, Route
 from hub.store.schema import WebhookEvent as SeenEvent
+from hub.sync import targets
 from hub.sync.loading import Runtime, connection_context
 
 log = logging.getLogger("hub.webhooks")
-DUE_LISTENERS: list[Callable[[], object]] = []
-"""Called after a delivery marks routes due: a ``hub run`` serving the webhooks itself starts them at once."""
+DUE_LISTENERS: list[Callable[[], object]] = targets.LISTENERS
+"""Called after a delivery marks routes due: a ``hub run`` serving the webhooks itself starts them at once (the
+same list as ``hub.sync.targets.LISTENERS``; other processes are woken through Redis)."""
 MAX_BODY = 1_000_000
 
 
@@ -49,6 +53,7 @@ class Delivered(BaseModel):
     event_id: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     event: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     stream: str | None = None
+    external_id: str | None = None
 
 
 def _checked(tenant: str, connection: str, events: list[WebhookEvent]) -> list[Delivered]:
@@ -97,12 +102,15 @@ def accept(rt: Runtime, tenant: str, connection: str, headers: dict[str, str], b
         triggered = []
         if streams:
             for route in s.scalars(select(Route).where(Route.source_id == conn.id, Route.enabled.is_(True))):
-                if streams & set(route.config.get("streams", [])):
+                read = streams & set(route.config.get("streams", []))
+                if read:
                     triggered.append(route.name)
+                    for stream in sorted(read):
+                        targets.record(s, rt.store.dialect, tenant, route.id, stream,
+                                       [e.external_id for e in fresh if e.stream == stream], now)
                     s.execute(update(Route).where(Route.id == route.id).values(next_run_at=now))
     if triggered:
-        for listener in list(DUE_LISTENERS):
-            listener()
+        targets.wake(rt.settings.redis_url if rt.settings is not None else None)
     return {"accepted": len(fresh), "duplicates": len(events) - len(fresh), "routes": sorted(triggered)}
 
 

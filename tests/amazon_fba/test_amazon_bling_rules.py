@@ -8,8 +8,14 @@ from typing import Any
 from tests.integration.amazon_pair import DEPOSIT, AmazonPair, apair_fixture  # noqa: F401 (the fixture "apair")
 
 
+def _bling_sales(a: AmazonPair, order_id: str) -> list[dict[str, Any]]:
+    """The Bling sales of an Amazon order: one per FBA Onsite shipment, numeroLoja ORDER-SHIPMENT."""
+    return [o for o in a.bling.records("sales") if str(o.get("numeroLoja")).startswith(f"{order_id}-")]
+
+
 def _bling_sale(a: AmazonPair, order_id: str) -> dict[str, Any]:
-    return next(o for o in a.bling.records("sales") if str(o.get("numeroLoja")) == order_id)
+    (sale,) = _bling_sales(a, order_id)
+    return sale
 
 
 def test_a_created_shipment_becomes_a_bling_sale_whose_nfe_amazon_accepts(apair: AmazonPair) -> None:
@@ -51,8 +57,37 @@ def test_the_sale_carries_customer_items_payments_through_the_de_para_and_the_in
     pix = next(m["id"] for m in a.bling.records("payment_methods") if m["descricao"] == "PIX")
     assert [p["formaPagamento"]["id"] for p in sale["parcelas"]] == [pix], "Pix -> PIX through the DE-PARA"
     assert "15436940000103" in sale["observacoes"] and shipment in sale["observacoes"]
+    assert sale["intermediador"]["cnpj"] == "15436940000103", "Amazon is the sale's intermediary in Bling"
+    (submitted,) = a.amazon.submissions
+    assert "<infIntermed><CNPJ>15436940000103</CNPJ>" in submitted["xml"], "the note sent names Amazon (infIntermed)"
     assert a.sync("orders").ok and len(a.bling.records("sales")) == 1, "never twice"
     assert len(a.amazon.records("invoices")) == 1 and a.amazon.invoice_status(shipment) == "Accepted"
+
+
+def test_an_order_in_two_shipments_becomes_two_bling_sales_each_with_its_own_number_and_note(
+        apair: AmazonPair) -> None:
+    """An order Amazon delivers in two shipments (two AmazonShipmentIds): before, both sales took the order id as
+    their number and the second was refused as a duplicate; now each shipment is its own sale (ORDER-SHIPMENT) with
+    its own items, paid in full, and its own NF-e, accepted for its shipment."""
+    a = apair
+    a.activate(4)
+    prices = {p["codigo"]: f"{float(p['preco']):.2f}" for p in a.bling.records("products")}
+    first, second = (p["codigo"] for p in a.simple_products()[:2])
+    order_id, shipments = a.amazon.create_split_order([[(first, 1, prices[first])], [(second, 2, prices[second])]])
+    assert a.sync("orders").ok
+    assert not a.quarantined(), [(q.field, q.reason) for q in a.quarantined()]
+    sales = {str(o["numeroLoja"]): o for o in _bling_sales(a, order_id)}
+    assert sorted(sales) == sorted(f"{order_id}-{s}" for s in shipments), "one sale per shipment, own number"
+    one, two = (sales[f"{order_id}-{s}"] for s in shipments)
+    assert [(i["codigo"], float(i["quantidade"])) for i in one["itens"]] == [(first, 1.0)]
+    assert [(i["codigo"], float(i["quantidade"])) for i in two["itens"]] == [(second, 2.0)]
+    notes = [n for n in a.bling.records("nfe") if n.get("chaveAcesso")]
+    assert len(notes) == 2, "one NF-e per shipment"
+    submitted = {r["shipment"]: r["key"] for r in a.amazon.records("invoices")}
+    assert sorted(submitted) == sorted(shipments) and len(set(submitted.values())) == 2
+    assert all(a.amazon.invoice_status(s) == "Accepted" for s in shipments)
+    assert a.sync("orders").ok
+    assert len(_bling_sales(a, order_id)) == 2 and len(a.amazon.records("invoices")) == 2, "stable: never again"
 
 
 def test_offers_carry_price_ncm_and_origem_and_never_a_stock_quantity(apair: AmazonPair) -> None:

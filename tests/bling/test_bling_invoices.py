@@ -50,7 +50,10 @@ def test_an_authorized_nfe_is_stored_with_its_checked_access_key(world: World):
     assert invoice.status == "authorized" and invoice.number and invoice.series and invoice.xml
     key = invoice.access_key or ""
     assert len(key) == 44 and access_key_check_digit(key[:43]) == int(key[43])
-    assert len(_notes(world, "N-1")) == 1
+    (note,) = _notes(world, "N-1")
+    with world.rt.store.sessions() as s:
+        bound = s.scalars(select(Binding.external_id).where(Binding.entity == "invoices")).all()
+    assert bound == [str(note["id"])], "the invoice record is bound to Bling's note, not to its order"
 
 
 def test_bling_rules_are_checked_before_any_note_is_attempted(world: World):

@@ -15,3 +15,6 @@ def test_the_console_lists_are_served_by_indexes(rt):
     assert "ix_api_log_tenant_at" in plan["api log, keyset page"]
     assert "ix_api_log_tenant_at" in plan["api log, one day"]
     assert "ix_operations_route" in plan["failed operations"]
+    # The routes page's bounded counts: one index range each (the bindings' unique (connection, entity, id)).
+    assert "COVERING INDEX" in plan["routes page, records"] and "bindings" in plan["routes page, records"]
+    assert "ix_operations_route" in plan["routes page, failed"]

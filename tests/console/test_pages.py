@@ -50,7 +50,9 @@ def test_a_de_para_fixed_in_the_editor_and_retried_sends_the_refused_sales(rt, t
     assert table["mappings"]["payment_methods"]["101"] == "Dinheiro"
     assert table["mappings"]["statuses"] == {"closed": "Atendido", "canceled": "Cancelado"}, "others untouched"
     fixed = client.get("/t/loja/routes/sales/mappings").text
-    assert "não existe no destino" not in fixed and "Dinheiro Vivo" not in fixed, "the fixed entry is accepted"
+    assert "não existe no destino" not in fixed and 'value="Dinheiro Vivo"' not in fixed, "the fixed entry is accepted"
+    assert re.search(r'id="diff-payment_methods-101">.*?Dinheiro<.*?Dinheiro Vivo<', fixed), \
+        "the route file still has the old value, and the page says so"
     retried = client.post("/t/loja/failed/retry", data={"csrf": form_token(client, "/t/loja/failed")})
     assert retried.status_code == 303 and "msg=retried" in retried.headers["location"]
     drain(rt, max_wait=10)

@@ -235,11 +235,30 @@ def run(products: int, sales: int, limited_products: int, limited_sales: int, sc
 @click.option("--changes", "changes", is_flag=True,
               help="Time single changes instead, through a running `hub run` fed by webhooks (default scenario: "
                    "Zydon <-> Bling): what `hub bench changes` prints, with its defaults.")
+@click.option("--orders-per-hour", type=float, default=None,
+              help="Steady arrivals instead: one sale on the sales route's source every 3600/N seconds, the routes "
+                   "polled and drained all along, every platform at its own limits (hub/bench/arrivals.py).")
+@click.option("--duration", type=float, default=300, show_default=True, help="Seconds of steady arrivals.")
+@click.option("--sefaz-delay", "sefaz_delays", type=float, multiple=True,
+              help="Seconds SEFAZ takes to authorize a note in the sandboxes that issue them, one steady run each "
+                   "(default: 0 and 5).")
+@click.option("--poll-seconds", type=float, default=2.0, show_default=True,
+              help="With --orders-per-hour: how often the sales route is read (its schedule).")
 @click.option("--json", "as_json", is_flag=True)
 def bench_e2e(products: int, sales: int, limited_products: int, limited_sales: int, categories: int,
-              scenario: str | None, changes: bool, as_json: bool) -> None:
+              scenario: str | None, changes: bool, orders_per_hour: float | None, duration: float,
+              sefaz_delays: tuple[float, ...], poll_seconds: float, as_json: bool) -> None:
     """A demo scenario's catalog and sales routes end to end, sandboxes in their own processes: rate limits on
-    (a small catalog) and off (PRODUCTS, SALES). With --changes, change -> sink latency and a burst instead."""
+    (a small catalog) and off (PRODUCTS, SALES). With --changes, change -> sink latency and a burst instead; with
+    --orders-per-hour, sales arriving steadily (latency from the order's creation to its NF-e, usage plans, 429s)."""
+    if orders_per_hour is not None:
+        from hub.bench import arrivals
+
+        path = Path(scenario) if scenario else default_scenario(get_registry())
+        steady = arrivals.run(path, orders_per_hour, duration, sefaz_delays or (0.0, 5.0),
+                              poll_seconds=poll_seconds)
+        click.echo(json.dumps(steady, indent=None if as_json else 2))
+        return
     if changes:
         from hub.bench.changes import bench_changes
 

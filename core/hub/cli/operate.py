@@ -125,7 +125,9 @@ def status(tenant: str, local_time: bool, as_json: bool) -> None:
                    "uninstalled": "hub uninstall"}.get(conn.get("pause_kind") or "", "")
             click.secho(f"  PAUSED{f' ({why})' if why else ''}: {conn['pause_reason']}", fg="red")
         elif conn.get("auth_attempt_at"):
-            click.echo(f"  token renewal sent at {when(conn['auth_attempt_at'])} {zone}, answer not stored yet")
+            sent = conn.get("auth_attempt_sent_at")
+            click.echo(f"  token renewal sent at {when(sent)} {zone}, answer not stored yet" if sent else
+                       f"  token renewal started at {when(conn['auth_attempt_at'])} {zone}, not sent yet")
         for notice in conn.get("notices") or []:
             click.secho(f"  WARNING: {notice}", fg="yellow")
     for route in data["routes"]:

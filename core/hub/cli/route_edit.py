@@ -16,10 +16,11 @@ from typing import Any
 from hub.errors import ConfigError
 
 
-def write_starters(path: str | Path, tenant: str, route: str,
-                   tables: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+def write_starters(path: str | Path, tenant: str, route: str, tables: dict[str, dict[str, str]],
+                   overwrite: bool = False) -> dict[str, dict[str, str]]:
     """Add each table's entries under ``tenants.TENANT.routes.ROUTE.mappings`` in the file at ``path``; return,
-    per table, the entries added (source value -> sink value, ``TODO`` where the sink has no same-named value)."""
+    per table, the entries added (source value -> sink value, ``TODO`` where the sink has no same-named value).
+    ``overwrite`` (the console's "write to the route file") also changes entries whose value differs, in place."""
     from ruamel.yaml import YAML
     from ruamel.yaml.comments import CommentedMap
     from ruamel.yaml.error import YAMLError
@@ -54,7 +55,8 @@ def write_starters(path: str | Path, tenant: str, route: str,
         elif not isinstance(present, dict):
             raise ConfigError(f"{path}: tenants.{tenant}.routes.{route}.mappings.{table} is not a table",
                               fix="Make it a mapping of source value -> sink value, or remove it, and run again.")
-        new = {source: sink for source, sink in sorted(entries.items()) if source not in present}
+        new = {source: sink for source, sink in sorted(entries.items())
+               if source not in present or (overwrite and str(present[source]) != sink)}
         for source, sink in new.items():
             present[source] = sink
         if new:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Collection
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -234,7 +235,7 @@ def _invalidate(conn: Connection, moved: tuple[str, str], fix: str, now: datetim
     """Forget every stored secret of a connection whose host changed, and pause it until re-authorized."""
     conn.credentials = None
     conn.token_expires_at = conn.renew_by = conn.token_issued_at = None
-    conn.auth_attempt_at, conn.auth_attempt_token = None, None
+    conn.auth_attempt_at = conn.auth_attempt_token = conn.auth_attempt_sent_at = None
     reason = f"host changed from {moved[0]} to {moved[1]}; its stored credentials were dropped"
     conn.paused_until, conn.pause_kind, conn.pause_reason = now + PAUSE_FOR_REAUTH, "auth", f"{reason} (fix: {fix})"
     return f"connection {conn.tenant_id}/{conn.name}: {reason} and it is paused (fix: {fix})"
@@ -254,6 +255,8 @@ def apply(config: RoutesFile, store: Store, vault: Vault, registry: Registry | N
     counts = Applied()
     counts.skipped = [t for t in config.tenants if t not in chosen]
     resync: list[int] = []
+    source = Path(config.source)
+    applied_from = str(source.resolve()) if source.is_file() else None
     with store.begin() as s:
         for tid in chosen:
             tenant = config.tenants[tid]
@@ -323,6 +326,8 @@ def apply(config: RoutesFile, store: Store, vault: Vault, registry: Registry | N
                 route = s.scalar(select(Route).where(Route.tenant_id == tid, Route.name == rname))
                 every = parse_duration(rc.schedule) if rc.schedule is not None else None
                 cfg = rc.model_dump(mode="json", by_alias=True)
+                if applied_from is not None:  # where the console writes DE-PARA edits back (hub serve)
+                    cfg["applied_from"] = applied_from
                 if route is None:
                     s.add(Route(tenant_id=tid, name=rname, source_id=conns[rc.source].id,
                                 sink_id=conns[rc.sink].id, config=cfg, enabled=rc.enabled,

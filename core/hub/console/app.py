@@ -27,6 +27,7 @@ from hub import webhooks
 from hub.console import i18n, pages
 from hub.console.health import readiness
 from hub.console.metrics import make_registry, render
+from hub.console.oauth import CALLBACK, ConsoleAuth
 from hub.console.session import Sessions, csrf_ok, derive_key, new_csrf
 from hub.console.users import Principal, authenticate, principal
 from hub.errors import HubError
@@ -209,6 +210,7 @@ def make_app(rt: Runtime, secret: bytes, redis_url: str | None = None) -> Starle
     """The whole ``hub serve`` app. ``secret`` signs the session cookies (see :mod:`hub.console.session`)."""
     console = Console(rt, secret, redis_url)
     views = pages.Views(console)
+    consent = ConsoleAuth(console)
     tp = console.tenant_page
     routes: list[BaseRoute] = [
         Route("/health", console.health),
@@ -219,13 +221,18 @@ def make_app(rt: Runtime, secret: bytes, redis_url: str | None = None) -> Starle
         Route("/", console.home),
         Route("/t/{tenant}/", tp(views.routes)),
         Route("/t/{tenant}/connections", tp(views.connections)),
+        Route("/t/{tenant}/connections/{name}/authorize", tp(consent.start, post=True), methods=["POST"]),
+        Route(CALLBACK, consent.callback),
         Route("/t/{tenant}/connections/{name}/{switch:str}", tp(views.switch_connection, post=True),
               methods=["POST"]),
         Route("/t/{tenant}/routes", tp(views.routes)),
         Route("/t/{tenant}/routes/{route}/run", tp(views.run_now, post=True), methods=["POST"]),
+        Route("/t/{tenant}/routes/{route}/streams/{stream}/run", tp(views.run_stream_now, post=True),
+              methods=["POST"]),
         Route("/t/{tenant}/routes/{route}/runs", tp(views.runs)),
         Route("/t/{tenant}/routes/{route}/mappings", tp(views.mappings)),
         Route("/t/{tenant}/routes/{route}/mappings", tp(views.save_mappings, post=True), methods=["POST"]),
+        Route("/t/{tenant}/routes/{route}/mappings/file", tp(views.write_mappings_file, post=True), methods=["POST"]),
         Route("/t/{tenant}/logs", tp(views.logs)),
         Route("/t/{tenant}/quarantine", tp(views.quarantine)),
         Route("/t/{tenant}/quarantine/{id:int}/retry", tp(views.retry_quarantined, post=True), methods=["POST"]),

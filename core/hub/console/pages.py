@@ -12,7 +12,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select, update
 from starlette.responses import Response
 
-from hub import control, mappings, runs, status
+from hub import control, mappings, runs, status, webhooks
+from hub.console import oauth, overview, routefile
 from hub.errors import ConfigError, HubError
 from hub.privacy import mask_value
 from hub.store.engine import utcnow
@@ -61,6 +62,7 @@ class Views:
             conns = list(s.scalars(select(Connection).where(Connection.tenant_id == page.tenant)
                                    .order_by(Connection.name)))
         rows = []
+        callback = oauth.callback_url(page.request)
         for conn in conns:
             paused = bool(conn.paused_until and conn.paused_until > now)
             warn = None
@@ -72,12 +74,18 @@ class Views:
             # The plugin's own warnings ahead of time (Amazon: the seller's yearly authorization), as `hub status`.
             notices = getattr(status, "auth_notices", None)
             said = notices(self.rt, conn, now) if notices is not None and not paused else []
+            # The button that opens the platform's consent page, or the `hub auth` to run for a platform that
+            # authorizes with the route file's credentials (API keys, a password grant, a refresh token).
+            consent = (oauth.consent_of(self.rt, conn.platform) is not None
+                       and oauth.consent_url(self.rt, conn, "-", callback) is not None)
             rows.append(mask_value({
+                "consent": consent, "auth_cmd": f"hub auth {conn.platform} {page.tenant} --connection {conn.name}",
+                "credential_names": ", ".join(_credential_names(self.rt, conn.platform)),
                 "name": conn.name, "platform": conn.platform, "paused": paused, "pause_kind": conn.pause_kind,
                 "pause_reason": conn.pause_reason, "token_expires_at": conn.token_expires_at,
                 "renew_by": conn.renew_by, "warn": warn, "needs_auth": paused and conn.pause_kind == "auth",
                 "operator_paused": conn.pause_kind in control.OPERATOR_KINDS, "notices": said}))
-        return self.console.page(page, "connections.html", connections=rows)
+        return self.console.page(page, "connections.html", connections=rows, callback=callback)
 
     def switch_connection(self, page: Page) -> Response:
         from hub.console.app import NotFound, redirect
@@ -98,7 +106,8 @@ class Views:
     # -- routes ----------------------------------------------------------------------------------------------
 
     def routes(self, page: Page) -> Response:
-        data = mask_value(status.tenant_status(self.rt, page.tenant))
+        exact = page.request.query_params.get("exact") == "1"
+        data = mask_value(overview.routes_overview(self.rt, page.tenant, exact=exact))
         return self.console.page(page, "routes.html", data=data)
 
     def run_now(self, page: Page) -> Response:
@@ -107,12 +116,36 @@ class Views:
         from hub.console.app import redirect
 
         route = self._route(page, page.request.path_params["route"])
+        self._mark_due(route)
+        return redirect(page, "/routes", msg="run_queued", route=route.name)
+
+    def run_stream_now(self, page: Page) -> Response:
+        """Run now for one stream: its route is marked due, as a webhook announcing a change on that stream marks
+        it (the scheduler runs a route's streams together; the others' incremental reads cost a page each)."""
+        from hub.console.app import NotFound, redirect
+
+        route = self._route(page, page.request.path_params["route"])
+        stream = page.request.path_params["stream"]
+        if stream not in route.config.get("streams", []):
+            raise NotFound(stream)
+        self._mark_due(route)
+        return redirect(page, "/routes", msg="stream_queued", route=f"{route.name} / {stream}")
+
+    def _mark_due(self, route: Route) -> None:
+        """``next_run_at = now`` in the store (what webhooks and the scheduler go by), then the same wake-up a
+        webhook gives: a scheduler that hears it starts the route at once, any other at its next tick."""
         held = control.held(self.rt, route)
         if held is not None:
             raise HubError(held, fix="Resume it on the Connections page (or `hub resume`) first.")
         with self.rt.store.begin() as s:
             s.execute(update(Route).where(Route.id == route.id).values(next_run_at=utcnow()))
-        return redirect(page, "/routes", msg="run_queued", route=route.name)
+        try:
+            from hub.sync import targets
+        except ImportError:  # a hub without the cross-process wake-up: this process's schedulers only
+            for listener in list(webhooks.DUE_LISTENERS):
+                listener()
+        else:  # this process's schedulers, and every `hub run` sharing the Redis
+            targets.wake(self.console.redis_url)
 
     def runs(self, page: Page) -> Response:
         route = self._route(page, page.request.path_params["route"])
@@ -126,10 +159,22 @@ class Views:
     def mappings(self, page: Page, errors: dict[str, str] | None = None, status_code: int = 200) -> Response:
         route = self._route(page, page.request.path_params["route"])
         tables = [_judged(t) for t in mappings.route_tables(self.rt, page.tenant, route.name)]
+        found = routefile.read(route.config, page.tenant, route.name)
+        differences = (routefile.diff(routefile.store_tables(route.config), found.tables)
+                       if found.tables is not None else None)
         response = self.console.page(page, "mappings.html", route=route, tables=mask_value(tables),
-                                     errors=errors or {}, posted=page.form)
+                                     errors=errors or {}, posted=page.form, file=found,
+                                     differences=mask_value(differences))
         response.status_code = status_code
         return response
+
+    def write_mappings_file(self, page: Page) -> Response:
+        """The store's DE-PARA values into the route file the route was applied from (comments kept)."""
+        from hub.console.app import redirect
+
+        route = self._route(page, page.request.path_params["route"])
+        path, n = routefile.write_back(route.config, page.tenant, route.name)
+        return redirect(page, f"/routes/{route.name}/mappings", msg="file_written", n=n, route=path)
 
     def save_mappings(self, page: Page) -> Response:
         """Validate every entry against the sink's offer (as `hub routes check` does), then save all or none."""
@@ -271,6 +316,13 @@ class Views:
         if not n:
             raise NotFound("operation")
         return redirect(page, "/failed", msg="retried", n=n)
+
+
+def _credential_names(rt: Any, platform: str) -> list[str]:
+    try:
+        return list(rt.registry.platform(platform).credentials)
+    except HubError:  # an uninstalled plugin: the page still shows the rest
+        return []
 
 
 def _fold(value: str) -> str:

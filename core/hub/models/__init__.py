@@ -11,7 +11,7 @@ from hub.models.catalog import (
 )
 from hub.models.fiscal import Action, FiscalProblem, Invoice, StatusTransition
 from hub.models.parties import Address, Customer, Seller
-from hub.models.sales import TPAG_CODES, Payment, PaymentMethod, Sale, SaleItem
+from hub.models.sales import TPAG_CODES, Intermediary, Payment, PaymentMethod, Sale, SaleItem
 from hub.models.types import (
     AccessKey,
     Cep,
@@ -41,7 +41,7 @@ ENTITY_MODELS: dict[str, type[Canonical]] = {
 
 __all__ = [
     "ENTITY_MODELS", "TPAG_CODES", "AccessKey", "Action", "Address", "Canonical", "Category", "Cep", "Cest",
-    "Customer", "FiscalProblem", "Gtin", "Invoice", "Money", "Ncm", "Payment", "PaymentMethod", "Price", "Product",
-    "ProductFiscal", "Quantity", "Ref", "Sale", "SaleItem", "Seller", "StatusTransition", "StockLevel", "TaxId",
-    "Variation", "access_key_check_digit", "normalize_document",
+    "Customer", "FiscalProblem", "Gtin", "Intermediary", "Invoice", "Money", "Ncm", "Payment", "PaymentMethod",
+    "Price", "Product", "ProductFiscal", "Quantity", "Ref", "Sale", "SaleItem", "Seller", "StatusTransition",
+    "StockLevel", "TaxId", "Variation", "access_key_check_digit", "normalize_document",
 ]

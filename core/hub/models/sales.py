@@ -10,7 +10,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from hub.models.base import Canonical, Ref
 from hub.models.parties import Customer
-from hub.models.types import Money, Quantity
+from hub.models.types import Money, Quantity, TaxId
 
 # SEFAZ tPag (NF-e 4.0, NT 2020.006 / 2023.004)
 TPAG_CODES: dict[str, str] = {
@@ -83,6 +83,16 @@ class SaleItem(Canonical):
         return self.quantity * self.unit_price - self.discount
 
 
+class Intermediary(Canonical):
+    """The marketplace a sale went through: its CNPJ and the seller's id there. An NF-e of a marketplace sale names
+    it (``infIntermed``, SEFAZ's NT 2020.006); Amazon's and Plugg.to's FBA Onsite manuals list a note without it
+    among the causes of a refused invoice."""
+
+    tax_id: TaxId
+    seller_id: str | None = Field(default=None, max_length=60, description="the seller's id on the marketplace "
+                                                                           "(NF-e idCadIntTran)")
+
+
 class Sale(Canonical):
     """An order or POS sale. No customer means the final consumer (consumidor final)."""
 
@@ -103,6 +113,7 @@ class Sale(Canonical):
     replaces: str | None = Field(default=None, description="number of the original sale this exchange replaces")
     cancelled_by: str | None = Field(default=None, description="number of the exchange sale that cancelled this one")
     notes: str | None = None
+    intermediary: Intermediary | None = None
 
     @property
     def total(self) -> Decimal:

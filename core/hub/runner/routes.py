@@ -100,7 +100,7 @@ def run_route(rt: Runtime, tenant: str, name: str, claimed: datetime | None,
     lease = Lease(rt, tenant, name, claimed, policy)
     try:
         with lease:
-            report = sync_route(rt, tenant, name, trigger="schedule")
+            report = sync_route(rt, tenant, name, trigger="schedule", targeted=True)
     except BaseException as exc:  # a crash or the actor's time limit: the route must still come back
         finish(rt, tenant, name, lease.claimed, policy, error=mask_documents(f"{type(exc).__name__}: {exc}"))
         raise
@@ -112,13 +112,15 @@ def run_route(rt: Runtime, tenant: str, name: str, claimed: datetime | None,
     for stream in failed:
         log.warning("sync %s/%s %s: %s (fix: %s)", tenant, name, stream.stream, mask_documents(stream.error),
                     mask_documents(stream.fix))
-    finish(rt, tenant, name, lease.claimed, policy, error=mask_documents(failed[0].error) if failed else None)
+    finish(rt, tenant, name, lease.claimed, policy, error=mask_documents(failed[0].error) if failed else None,
+           backstop_at=report.backstop_at)
     return report
 
 
 def finish(rt: Runtime, tenant: str, name: str, claimed: datetime | None, policy: RunPolicy,
-           error: str | None) -> None:
-    """Record a run's outcome: reset or count the failures and set when the route is due next."""
+           error: str | None, backstop_at: datetime | None = None) -> None:
+    """Record a run's outcome: reset or count the failures and set when the route is due next (at the latest at
+    ``backstop_at``, when a run read only webhook-named records and its incremental run is due then)."""
     now = utcnow()
     with rt.store.begin() as s:
         row = s.execute(select(Route.id, Route.schedule_seconds, Route.sync_failures)
@@ -129,6 +131,8 @@ def finish(rt: Runtime, tenant: str, name: str, claimed: datetime | None, policy
         failures = 0 if error is None else (failures or 0) + 1
         if error is None:
             due: datetime | None = now + timedelta(seconds=every) if every else None
+            if backstop_at is not None:
+                due = max(now, min(due, backstop_at) if due is not None else backstop_at)
         else:
             due = now + timedelta(seconds=retry_delay(failures, policy))
         still_ours = (Route.next_run_at == claimed if claimed is not None

@@ -23,6 +23,7 @@ from hub.runner.routes import RunPolicy, claim
 from hub.store.engine import utcnow
 from hub.store.migrate import require_head
 from hub.store.schema import Connection, Operation, Route, Tenant
+from hub.sync import targets
 from hub.sync.fairness import URGENT_KINDS, fair_due, in_flight
 from hub.sync.loading import Runtime, ensure_auth
 
@@ -130,8 +131,11 @@ class Service:
         self.scheduler_interval = scheduler_interval
         self.stopping = threading.Event()
         self.due_now = threading.Event()
-        """Set when a webhook received in this process marks a route due: the scheduler runs at once instead of at
-        its next tick (a webhook served by another process waits for that process's scheduler tick)."""
+        """Set when a webhook marks a route due: the scheduler runs at once instead of at its next tick. Received in
+        this process, the webhook sets it directly; received by another (``hub serve``, another ``hub run``), it
+        arrives through Redis publish/subscribe when the processes share a Redis (:mod:`hub.sync.targets`)."""
+        self.redis_url = redis_url
+        self.wakeups: targets.Subscriber | None = None
         self.worker: Worker | None = None
         self._loops: list[threading.Thread] = []
 
@@ -140,6 +144,9 @@ class Service:
         self.worker = Worker(self.broker, worker_threads=self.threads, worker_timeout=100)
         self.worker.start()
         webhooks.DUE_LISTENERS.append(self.due_now.set)
+        if self.redis_url:
+            self.wakeups = targets.Subscriber(self.redis_url, self.due_now.set)
+            self.wakeups.start()
         self._loops = [
             threading.Thread(target=self._loop, args=(self._relay, self.relay_interval), name="hub-relay", daemon=True),
             threading.Thread(target=self._loop, args=(self._schedule, self.scheduler_interval, self.due_now),
@@ -179,6 +186,8 @@ class Service:
         self.due_now.set()
         if self.due_now.set in webhooks.DUE_LISTENERS:
             webhooks.DUE_LISTENERS.remove(self.due_now.set)
+        if self.wakeups is not None:
+            self.wakeups.stop()
         for thread in self._loops:
             thread.join(timeout=5)
         if self.worker is not None:

@@ -4,8 +4,8 @@ A plugin's :class:`hub.platform.Platform` names a factory for its sandbox: a cal
 as keyword arguments (the fields of its :class:`SandboxSettings` model; unknown ones are refused). ``hub sandbox
 NAME``, ``hub demo``, the benchmarks and the conformance kit all build it that way and start it through
 :func:`serve`. :class:`SandboxBase` and the modules beside it (:mod:`.oauth`, :mod:`.ratelimit`,
-:mod:`.idempotency`, :mod:`.faults`, :mod:`.documents`, :mod:`.xmltree`) are the parts platform sandboxes are
-built from.
+:mod:`.idempotency`, :mod:`.faults`, :mod:`.documents`, :mod:`.xmltree`, :mod:`.nfe`: an authorized NF-e valid
+against the NF-e 4.00 schema) are the parts platform sandboxes are built from.
 """
 
 from __future__ import annotations

@@ -75,6 +75,10 @@ class Connection(Base):
     timeout between the two leaves it set, so the next renewal knows the platform may already have rotated."""
     auth_attempt_token: Mapped[str | None] = mapped_column(String(64))
     """SHA-256 of the refresh token that call sent (never the token itself)."""
+    auth_attempt_sent_at: Mapped[datetime | None]
+    """When that call left: set with the attempt for an in-process call, by the renewal process right before it
+    sends for a detached one. An attempt never marked sent spent nothing (its worker died before the renewal
+    process started, or that process failed first), so it is taken over instead of pausing the connection."""
     secret_options: Mapped[bytes | None]
     """Option values that are secrets (``${VAR}`` expansions, fields marked secret), encrypted like credentials."""
     updated_at: Mapped[datetime]
@@ -246,6 +250,23 @@ class WebhookEvent(Base):
     connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
     event_id: Mapped[str] = mapped_column(String(100))
     event: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime]
+
+
+class WebhookTarget(Base):
+    """A record a webhook named, waiting for its route to read it (``hub.sync.targets``).
+
+    One row per route, stream and record: a second event for the same record only moves ``received_at``, so a burst
+    over a few records stays a few rows. The row is the truth; a broker or pub/sub message about it is only a wake-up.
+    """
+
+    __tablename__ = "webhook_targets"
+    __table_args__ = (UniqueConstraint("route_id", "stream", "external_id"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    route_id: Mapped[int] = mapped_column(ForeignKey("routes.id", ondelete="CASCADE"))
+    stream: Mapped[str] = mapped_column(String(64))
+    external_id: Mapped[str] = mapped_column(String(100))
     received_at: Mapped[datetime]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 import time
@@ -38,9 +39,15 @@ RENEW_FRACTION = 0.2
 AUTH_LEASE_FACTOR = 2.5
 """A recorded token call counts as in flight for this many token timeouts (``authenticate`` may make two calls
 and wait for the host's token pace); after that, other processes treat its answer as lost."""
+UNSENT_GRACE = 30.0
+"""Seconds a detached renewal process has to start and mark its attempt sent; an attempt still unmarked after
+that spent nothing (its worker died before starting it, or it failed first) and is taken over at once rather
+than waited out (the whole lease) and then decided as a lost answer (a pause for nothing)."""
 AUTH_WAIT_POLL = 0.1
 """Seconds between re-reads while another process holds the lease."""
 PAUSE_FOR_REAUTH = timedelta(days=3650)
+
+log = logging.getLogger("hub.auth")
 
 
 @dataclass
@@ -191,6 +198,10 @@ def ensure_auth(rt: Runtime, connection_id: int, *, stale_token: str | None = No
 
     With ``stale_token`` it renews only if nobody has replaced that token yet; ``force`` renews even a fresh
     token (idle renewal, a new authorization)."""
+    if stale_token is None and not force:
+        fresh = _fresh_credentials(rt, connection_id)
+        if fresh is not None:
+            return fresh
     with _auth_locks[connection_id]:
         seen: bytes | None = None
         lost: str | None = None
@@ -215,6 +226,25 @@ def ensure_auth(rt: Runtime, connection_id: int, *, stale_token: str | None = No
             if plan.resend:
                 raise outcome
             lost = outcome.message  # decided at once: pause, or send the same grant again where allowed
+
+
+def _fresh_credentials(rt: Runtime, connection_id: int) -> dict[str, str] | None:
+    """The stored credentials when nothing needs deciding (an unexpired token, no pause, no renewal in flight),
+    read without a lock; None sends the caller to :func:`_plan`. Every operation asks for its connection's token:
+    taking the row lock (and the process lock) each time queued every worker thread of a connection behind one
+    row."""
+    with rt.store.sessions() as s:
+        conn = s.get_one(Connection, connection_id)
+        paused = conn.pause_kind == "auth" and conn.paused_until is not None and conn.paused_until > utcnow()
+        if paused or conn.auth_attempt_at is not None:
+            return None
+        creds = credentials_of(rt.vault, conn)
+        if not rt.registry.implements(conn.platform, "authenticate"):
+            return creds
+        margin = renewal_margin(conn.token_issued_at, conn.token_expires_at)
+        if "access_token" in creds and (conn.token_expires_at is None or conn.token_expires_at > utcnow() + margin):
+            return creds
+    return None
 
 
 def _plan(rt: Runtime, connection_id: int, stale_token: str | None, force: bool, seen: bytes | None,
@@ -243,6 +273,14 @@ def _plan(rt: Runtime, connection_id: int, stale_token: str | None, force: bool,
         digest = grant_digest(creds)
         attempt_at, resend = now, False
         lease = timedelta(seconds=AUTH_LEASE_FACTOR * platform.token_timeout_seconds)
+        unsent = conn.auth_attempt_at is not None and conn.auth_attempt_sent_at is None
+        if unsent and conn.auth_attempt_at is not None and (
+                _settled.get(connection_id) == conn.auth_attempt_at or conn.auth_attempt_at + lease <= now
+                or (now - conn.auth_attempt_at).total_seconds() > UNSENT_GRACE):
+            log.info("%s connection %s/%s: the token renewal recorded at %s UTC was never sent (its worker or "
+                     "renewal process stopped first); renewing now", conn.platform, conn.tenant_id, conn.name,
+                     f"{conn.auth_attempt_at:%H:%M:%S}")
+            conn.auth_attempt_at = conn.auth_attempt_token = None  # nothing was spent: no doubt to decide
         if conn.auth_attempt_at is not None and conn.auth_attempt_token in (None, digest):
             if _settled.get(connection_id) != conn.auth_attempt_at and conn.auth_attempt_at + lease > now:
                 return conn.credentials or b""
@@ -260,11 +298,12 @@ def _plan(rt: Runtime, connection_id: int, stale_token: str | None, force: bool,
                              f"most likely spent and the new pair it issued lost{window}",
                              _reauth_fix(conn.platform, conn.tenant_id))
         if pause is None:
-            conn.auth_attempt_at, conn.auth_attempt_token = attempt_at, digest
-            ctx = auth_context(rt, conn, creds, platform.token_timeout_seconds)
             strict = not platform.reauth_unattended and not platform.refresh_reuse_seconds
-            return _Attempt(attempt_at, digest, resend, ctx, lease.total_seconds(),
-                            detach=rt.detached_renewal and strict and digest is not None)
+            detach = rt.detached_renewal and strict and digest is not None
+            conn.auth_attempt_at, conn.auth_attempt_token = attempt_at, digest
+            conn.auth_attempt_sent_at = None if detach else attempt_at  # the renewal process marks its own send
+            ctx = auth_context(rt, conn, creds, platform.token_timeout_seconds)
+            return _Attempt(attempt_at, digest, resend, ctx, lease.total_seconds(), detach=detach)
     raise _pause_for_reauth(rt, connection_id, *pause)
 
 
@@ -297,7 +336,7 @@ def _call_detached(rt: Runtime, connection_id: int, attempt: _Attempt) -> dict[s
         with rt.store.begin() as s:
             conn = s.get_one(Connection, connection_id, with_for_update=True)
             if conn.auth_attempt_at == attempt.at and conn.auth_attempt_token == attempt.digest:
-                conn.auth_attempt_at = conn.auth_attempt_token = None
+                conn.auth_attempt_at = conn.auth_attempt_token = conn.auth_attempt_sent_at = None
         reason = (str(report.get("message")) if report else
                   f"{where}: the renewal process ended (exit code {ended.returncode}) before sending the token call")
         raise Retriable(f"{reason}; nothing was spent",
@@ -333,7 +372,7 @@ def _call(rt: Runtime, connection_id: int, attempt: _Attempt) -> dict[str, str] 
             stored = credentials_of(rt.vault, conn)
             if "access_token" in stored and grant_digest(stored) != attempt.digest:
                 return stored  # another process stored a newer pair: nothing to pause
-            conn.auth_attempt_at = conn.auth_attempt_token = None
+            conn.auth_attempt_at = conn.auth_attempt_token = conn.auth_attempt_sent_at = None
         _settled.pop(connection_id, None)
         message = exc.message
         if attempt.resend:
@@ -350,7 +389,7 @@ def _call(rt: Runtime, connection_id: int, attempt: _Attempt) -> dict[str, str] 
             conn = s.get_one(Connection, connection_id, with_for_update=True)
             write_calls(s, conn.tenant_id, conn.id, ctx.calls)
             if harmless and conn.auth_attempt_at == attempt.at and conn.auth_attempt_token == attempt.digest:
-                conn.auth_attempt_at = conn.auth_attempt_token = None
+                conn.auth_attempt_at = conn.auth_attempt_token = conn.auth_attempt_sent_at = None
         if harmless:
             raise error from exc
         _settled[connection_id] = attempt.at
@@ -360,7 +399,7 @@ def _call(rt: Runtime, connection_id: int, attempt: _Attempt) -> dict[str, str] 
     with rt.store.begin() as s:
         conn = s.get_one(Connection, connection_id, with_for_update=True)
         write_calls(s, conn.tenant_id, conn.id, ctx.calls)
-        conn.auth_attempt_at = conn.auth_attempt_token = None
+        conn.auth_attempt_at = conn.auth_attempt_token = conn.auth_attempt_sent_at = None
         if result is None:
             return credentials_of(rt.vault, conn)
         conn.credentials = rt.vault.encrypt(result.values)

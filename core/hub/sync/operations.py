@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import delete, or_, select, text, type_coerce, update
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Session
 
 from hub.errors import (
     AuthExpired,
@@ -47,6 +48,12 @@ from hub.sync.loading import (
 
 MAX_DEPENDENCY_WAITS = 30
 WAITS_FOR_BINDING = ("perform_action", "emit_invoice")
+EARLIER_WRITE_BACKSTOP = 5.0
+"""Seconds a write queued behind an earlier write of the same record sleeps. The earlier write's end wakes it at
+once (:func:`_wake_followers`); this only bounds a wake-up lost to a race. (A fixed 0.2 s retry made thousands of
+actions queued behind their sales' pushes spin through the workers, starving the pushes themselves.)"""
+WAITING = "waiting for "
+"""How the message of an operation waiting on another begins: only those are woken early."""
 
 
 def due_filter(now: Any) -> Any:
@@ -174,8 +181,8 @@ def execute(rt: Runtime, op_id: int) -> str:
         s.expunge_all()
     if earlier is not None:
         # One record's writes run in the order they were recorded (create before its actions, post before reverse).
-        return _reschedule(rt, op, 0.2, f"waiting for operation {earlier} on the same record", burn=False,
-                           counted=False)
+        return _reschedule(rt, op, EARLIER_WRITE_BACKSTOP, f"{WAITING}operation {earlier} on the same record",
+                           burn=False, counted=False, behind=earlier)
     if op.kind == "prune_catalog":
         return _prune(rt, op, sink, view, route.source_id)
     if op.attempts > rt.max_attempts:
@@ -203,7 +210,7 @@ def execute(rt: Runtime, op_id: int) -> str:
             # record with no write on its way gives up.
             return _finish(rt, op, "failed", error="the record never reached the sink, so its action cannot run",
                            fix="Fix the failed push of this record (hub status / hub logs), then re-run the route.")
-        return _reschedule(rt, op, min(60.0, 1.0 + op.waits), "waiting for the record to reach the sink first",
+        return _reschedule(rt, op, min(60.0, 1.0 + op.waits), f"{WAITING}the record to reach the sink first",
                            burn=False)
 
     ctx: ConnectorContext | None = None
@@ -238,7 +245,9 @@ def execute(rt: Runtime, op_id: int) -> str:
         remote_id = getattr(result, "external_id", None) or external_id
         with rt.store.begin() as s:
             if isinstance(result, Invoice):
-                remote_id = op.remote_id or remote_id
+                # The note's id, as the plugin recorded it during this call (op.remote_id is from before it).
+                recorded = s.scalar(select(Operation.remote_id).where(Operation.id == op.id))
+                remote_id = recorded or op.remote_id or remote_id
                 invoice_id = _store_invoice(s, op, result, remote_id)
                 if result.status == "authorized" and route.source_id != op.connection_id and \
                         view.source.platform in rt.registry.platforms and \
@@ -257,6 +266,7 @@ def execute(rt: Runtime, op_id: int) -> str:
             write_calls(s, op.tenant_id, sink.id, ctx.calls)
             s.execute(update(Operation).where(Operation.id == op.id).values(
                 state="done", remote_id=remote_id, lease_until=None, last_error=None, fix=None, updated_at=utcnow()))
+            _wake_followers(s, op)
         return "done"
     except Exception as exc:
         return _handle_error(rt, op, ctx, exc, record.payload)
@@ -333,6 +343,7 @@ def _prune(rt: Runtime, op: Operation, sink: Connection, view: RouteView, source
             s.execute(update(Operation).where(Operation.id == op.id).values(
                 state="done", remote_id=f"{len(deleted or [])} deleted", lease_until=None, last_error=None,
                 fix=None, updated_at=utcnow()))
+            _wake_followers(s, op)
         return "done"
     except Exception as exc:
         return _handle_error(rt, op, ctx, exc, {})
@@ -449,14 +460,25 @@ def _finish(rt: Runtime, op: Operation, state: str, error: str | None = None, fi
         s.execute(update(Operation).where(Operation.id == op.id).values(
             state=state, lease_until=None, last_error=mask_documents(error), fix=mask_documents(fix),
             updated_at=utcnow()))
+        _wake_followers(s, op)
     return state
 
 
+def _wake_followers(s: Session, op: Operation) -> None:
+    """Make the later writes of ``op``'s record that wait on it due now, in the transaction that ends ``op``."""
+    now = utcnow()
+    s.execute(update(Operation).where(
+        Operation.route_id == op.route_id, Operation.canonical_id == op.canonical_id, Operation.id > op.id,
+        Operation.state == "pending", Operation.available_at > now, Operation.last_error.startswith(WAITING),
+    ).values(available_at=now))
+
+
 def _reschedule(rt: Runtime, op: Operation, delay: float, error: str, *, burn: bool, fix: str | None = None,
-                counted: bool = True) -> str:
+                counted: bool = True, behind: int | None = None) -> str:
     """Back to pending after ``delay``. ``burn``: an attempt is spent; otherwise the wait is counted in ``waits``
     (what an action's patience for its record's push is measured in) unless ``counted`` is False: waiting for an
-    earlier write of the same record to run is no sign that the record will never reach the sink."""
+    earlier write of the same record to run is no sign that the record will never reach the sink. ``behind``: the
+    operation waited on; if it ended meanwhile (its wake-up missed this one), the wait is over at once."""
     now = utcnow()
     values: dict[str, Any] = {
         "state": "pending", "lease_until": None, "dispatched_at": None, "last_error": mask_documents(error),
@@ -468,6 +490,9 @@ def _reschedule(rt: Runtime, op: Operation, delay: float, error: str, *, burn: b
         if counted:
             values["waits"] = Operation.waits + 1
     with rt.store.begin() as s:
+        if behind is not None and s.scalar(select(Operation.state).where(Operation.id == behind)) not in (
+                "pending", "running"):
+            values["available_at"] = now
         s.execute(update(Operation).where(Operation.id == op.id).values(**values))
     return "pending"
 

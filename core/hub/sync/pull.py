@@ -7,7 +7,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -22,6 +22,7 @@ from hub.store import statistics
 from hub.store.engine import utcnow
 from hub.store.schema import Connection, Cursor, Route
 from hub.streams import stream_spec
+from hub.sync import targets
 from hub.sync.context import ApiEntry, ConnectorContext, RouteView
 from hub.sync.ingest import FUTURE_TOLERANCE, PageCounts, enqueue, in_the_future, operation_row, write_page
 from hub.sync.loading import (
@@ -57,6 +58,9 @@ class SyncReport:
     streams: list[StreamResult] = field(default_factory=list)
     run_id: int | None = None
     """The run recorded in the run history (``hub runs``), when one was."""
+    backstop_at: datetime | None = None
+    """A run that read webhook-named records only (``targeted``): when the route's incremental run is due, at the
+    latest (the scheduler starts the route then even if no webhook comes)."""
 
     @property
     def ok(self) -> bool:
@@ -165,11 +169,14 @@ def preflight(rt: Runtime, route: Route, view: RouteView, source: Connection) ->
 
 def sync_route(rt: Runtime, tenant: str, name: str, *, full: bool = False,
                progress: Progress | None = None, streams: list[str] | None = None,
-               started: Started | None = None, trigger: str | None = "sync", close_run: bool = True) -> SyncReport:
+               started: Started | None = None, trigger: str | None = "sync", close_run: bool = True,
+               targeted: bool = False) -> SyncReport:
     """Pull ROUTE's streams (``streams``: only these) into the store.
 
     ``trigger`` names the run in the run history (None: record none); with ``close_run=False`` the caller ends it
-    (``hub.runs.end_run``) after pushing, so the run's figures include the push."""
+    (``hub.runs.end_run``) after pushing, so the run's figures include the push. ``targeted`` (the scheduler's
+    runs): a stream whose incremental run is not due yet reads only the records webhooks named, or nothing when
+    none is waiting (see :mod:`hub.sync.targets`)."""
     report = SyncReport(tenant, name)
     with rt.store.begin() as s:
         route = find_route(s, tenant, name)
@@ -186,7 +193,7 @@ def sync_route(rt: Runtime, tenant: str, name: str, *, full: bool = False,
 
         report.run_id = start_run(rt, route, trigger)
     try:
-        _sync_streams(rt, route, view, source, streams, full, report, progress, started)
+        _sync_streams(rt, route, view, source, streams, full, report, progress, started, targeted)
     except BaseException as exc:
         if report.run_id is not None:
             from hub.runs import end_run
@@ -203,8 +210,54 @@ def sync_route(rt: Runtime, tenant: str, name: str, *, full: bool = False,
     return report
 
 
+def _backstop_every(route: Route) -> float:
+    return float(route.schedule_seconds or targets.BACKSTOP_SECONDS)
+
+
+def _plan(rt: Runtime, route: Route, source: Connection, streams: list[str]
+          ) -> dict[str, tuple[str, dict[str, datetime]]]:
+    """What a scheduled run does with each stream, and the records webhooks named for it. With none named on any
+    stream, the run is the schedule's (or someone asked for it): every stream is read incrementally, as always.
+    Otherwise a stream reads ``incremental`` (first run, its incremental due, an event that named no record, too
+    many records waiting, or a plugin without ``pull_records``), ``targeted`` (only the named records) or nothing
+    (``skip``: none named and not due)."""
+    with rt.store.sessions() as s:
+        cursors = {c.stream: c for c in s.scalars(select(Cursor).where(Cursor.route_id == route.id,
+                                                                       Cursor.stream.in_(streams)))}
+        waiting = {stream: targets.pending(s, route.id, stream) for stream in streams}
+    if not any(waiting.values()):
+        return {stream: ("incremental", {}) for stream in streams}
+    every = _backstop_every(route)
+    due_by = utcnow() + timedelta(seconds=min(5.0, every / 10))  # streams of one run finish seconds apart
+    plan: dict[str, tuple[str, dict[str, datetime]]] = {}
+    for stream in streams:
+        cursor, named = cursors.get(stream), waiting[stream]
+        if cursor is None or cursor.position is None or cursor.last_success_at is None \
+                or cursor.last_success_at + timedelta(seconds=every) <= due_by:
+            plan[stream] = ("incremental", named)
+        elif not named:
+            plan[stream] = ("skip", named)
+        elif (targets.ANY in named or len(named) > targets.MAX_TARGETED
+              or not rt.registry.implements(source.platform, "pull_records")):
+            plan[stream] = ("incremental", named)
+        else:
+            plan[stream] = ("targeted", named)
+    return plan
+
+
+def _backstop_at(rt: Runtime, route: Route, streams: list[str]) -> datetime | None:
+    """When the oldest of the route's incremental reads is due again (the scheduler's next start at the latest)."""
+    with rt.store.sessions() as s:
+        done = [c.last_success_at for c in s.scalars(select(Cursor).where(Cursor.route_id == route.id,
+                                                                           Cursor.stream.in_(streams)))]
+    if len(done) < len(streams) or any(d is None for d in done):
+        return None
+    return min(d for d in done if d is not None) + timedelta(seconds=_backstop_every(route))
+
+
 def _sync_streams(rt: Runtime, route: Route, view: RouteView, source: Connection, only: list[str] | None,
-                  full: bool, report: SyncReport, progress: Progress | None, started: Started | None) -> None:
+                  full: bool, report: SyncReport, progress: Progress | None, started: Started | None,
+                  targeted: bool = False) -> None:
     if started:
         started("preflight")
     try:
@@ -216,8 +269,12 @@ def _sync_streams(rt: Runtime, route: Route, view: RouteView, source: Connection
         error = _unexpected(rt, route, source, "payment_methods", exc)
         report.streams.append(StreamResult("preflight", error=error.message, fix=error.fix))
         return
-    for stream in view.streams:
-        if only and stream not in only:
+    incremental: set[str] = set()
+    chosen = [st for st in view.streams if not only or st in only]
+    plans = _plan(rt, route, source, chosen) if targeted and not full else {}
+    for stream in chosen:
+        plan, _named = plans.get(stream, ("incremental", {}))
+        if plan == "skip":
             continue
         result = StreamResult(stream)
         report.streams.append(result)
@@ -225,7 +282,13 @@ def _sync_streams(rt: Runtime, route: Route, view: RouteView, source: Connection
             started(stream)
         try:
             try:
+                if plan == "targeted" and _read_targets(rt, route, view, source, stream, result, progress):
+                    continue
+                plan = "incremental"
+                read_from = utcnow()
                 _sync_stream(rt, route, view, source, stream, full, result, progress)
+                with rt.store.begin() as s:  # it answered every record announced before it started
+                    targets.clear(s, route.id, stream, read_from)
             except HubError:
                 raise
             except Exception as exc:  # a plugin's bug in one stream must not stop the route's other streams
@@ -238,6 +301,13 @@ def _sync_streams(rt: Runtime, route: Route, view: RouteView, source: Connection
                 cursor.updated_at = utcnow()
             if isinstance(exc, AuthRevoked | ConfigError | QuotaExhausted):
                 break
+        if plan == "incremental":
+            incremental.add(stream)
+    if targeted and not full and route.schedule_seconds and set(chosen) - incremental:
+        # A run that read webhook-named records: the route comes back when its oldest incremental read is due, so
+        # a lost webhook converges on schedule. A route with no schedule rests as before: its first webhook-started
+        # run BACKSTOP_SECONDS after the last incremental read is incremental again.
+        report.backstop_at = _backstop_at(rt, route, chosen)
 
 
 def _plugin(rt: Runtime, platform: str) -> str:
@@ -340,16 +410,80 @@ def _sync_stream(rt: Runtime, route: Route, view: RouteView, source: Connection,
             if isinstance(exc, AuthRevoked) or attempt == 2:
                 raise
             refresh_after_expiry(rt, source, ctx)
-        except HubError as exc:
-            ctx.log_failure(f"pull {stream}", exc.message, exc.fix)
-            with rt.store.begin() as s:
-                write_calls(s, route.tenant_id, source.id, ctx.calls)
-            if isinstance(exc, QuotaExhausted):
-                pause_for_quota(rt, source.id, exc)
-            raise
-        except Exception:
-            with rt.store.begin() as s:
-                write_calls(s, route.tenant_id, source.id, ctx.calls)
+        except Exception as exc:
+            _keep_failed_calls(rt, route, source, ctx, exc, f"pull {stream}")
             raise
         finally:
             ctx.close()
+
+
+def _keep_failed_calls(rt: Runtime, route: Route, source: Connection, ctx: ConnectorContext, exc: Exception,
+                       action: str) -> None:
+    """A read that failed keeps its API log (with the error and its fix), and a spent quota pauses the source."""
+    if isinstance(exc, HubError):
+        ctx.log_failure(action, exc.message, exc.fix)
+    with rt.store.begin() as s:
+        write_calls(s, route.tenant_id, source.id, ctx.calls)
+    if isinstance(exc, QuotaExhausted):
+        pause_for_quota(rt, source.id, exc)
+
+
+def _read_targets(rt: Runtime, route: Route, view: RouteView, source: Connection, stream: str,
+                  result: StreamResult, progress: Progress | None) -> bool:
+    """Read only the records webhooks named (``pull_records``) and forget the ones it answered; False when the
+    plugin cannot for this stream (it answered None), so the caller runs the incremental read. The cursor stays:
+    the incremental run remains the backstop.
+
+    One run of the route reads a stream's named records at a time (a lock shared by every worker): a run started
+    by a later webhook while one reads waits, then reads only what is still waiting, so a burst over a few records
+    costs a few reads."""
+    with rt.throttle.lock(f"{route.tenant_id}:route:{route.id}:targets:{stream}", TARGETS_LOCK_SECONDS):
+        with rt.store.sessions() as s:
+            waiting = targets.pending(s, route.id, stream)
+        if not waiting:
+            return True  # another run read them meanwhile
+        if targets.ANY in waiting or len(waiting) > targets.MAX_TARGETED:
+            return False
+        return _read_named(rt, route, view, source, stream, waiting, result, progress)
+
+
+TARGETS_LOCK_SECONDS = 300.0
+"""How long a targeted read may hold its stream's lock (and how long another run waits for it)."""
+
+
+def _read_named(rt: Runtime, route: Route, view: RouteView, source: Connection, stream: str,
+                waiting: dict[str, datetime], result: StreamResult, progress: Progress | None) -> bool:
+    ids = list(waiting)
+    read_from = utcnow()
+    for attempt in (1, 2):
+        ctx = make_context(rt, source, view, stream)
+        try:
+            pages = rt.registry.call(source.platform, "pull_records", ctx=ctx, stream=stream, ids=ids,
+                                     received=dict(waiting))
+            if pages is None:
+                return False
+            for raw_page, calls in read_ahead(pages, ctx):
+                page = _checked(rt, source.platform, stream, raw_page)
+                with rt.store.begin() as s:
+                    s.add(route)
+                    counts = write_page(s, rt.registry, route, view, stream, page.records)
+                    write_calls(s, route.tenant_id, source.id, calls)
+                    s.expunge(route)
+                result.pages += 1
+                result.counts.add(counts)
+                if progress:
+                    progress(stream, counts)
+            with rt.store.begin() as s:
+                write_calls(s, route.tenant_id, source.id, ctx.calls)
+                targets.clear(s, route.id, stream, read_from, ids)
+            return True
+        except AuthExpired as exc:
+            if isinstance(exc, AuthRevoked) or attempt == 2:
+                raise
+            refresh_after_expiry(rt, source, ctx)
+        except Exception as exc:
+            _keep_failed_calls(rt, route, source, ctx, exc, f"pull {stream} (webhook records)")
+            raise
+        finally:
+            ctx.close()
+    return False

@@ -148,12 +148,13 @@ def renew(rt: Runtime, connection_id: int, at: datetime, digest: str | None, tim
             log.info("%s: the attempt of %s UTC is no longer the recorded one; nothing sent", where, f"{at:%H:%M:%S}")
             return {"outcome": "superseded"}
         if time.time() + timeout > lease_end:
-            conn.auth_attempt_at = conn.auth_attempt_token = None
+            conn.auth_attempt_at = conn.auth_attempt_token = conn.auth_attempt_sent_at = None
             message = (f"{where}: the renewal process started too late to send the token call within the "
                        f"attempt's lease (the machine may be overloaded)")
             log.warning("%s", message)
             return {"outcome": "unsent", "message": message}
         ctx = auth_context(rt, conn, creds, timeout)
+        conn.auth_attempt_sent_at = utcnow()  # committed before the call: from here on the grant may be spent
     log.info("%s: renewing the token (attempt of %s UTC)", where, f"{at:%H:%M:%S}")
     _say({"event": "sending"})
     try:

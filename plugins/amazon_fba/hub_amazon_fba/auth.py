@@ -9,6 +9,8 @@
 * ``invalid_grant`` on the refresh means the seller revoked the app or the authorization lapsed: the connection
   pauses (AuthRevoked) with the re-authorization steps. ``invalid_client`` means the client secret was not rotated
   within its 180 days.
+* Grantless operations (the Notifications API's destinations) take a token from the app's own
+  ``client_credentials`` grant with a scope (``sellingpartnerapi::notifications``), not the seller's.
 * ``getShipmentDetails`` is a restricted operation: it takes a restricted data token (RDT) minted for its path at
   ``POST /tokens/2021-03-01/restrictedDataToken``, also sent in ``x-amz-access-token``.
 """
@@ -27,6 +29,7 @@ from hub_amazon_fba.client import AMAZON, RDT, body_of, options, where
 
 CREDENTIALS = ("client_id", "client_secret", "refresh_token", "sqs_access_key_id", "sqs_secret_access_key")
 WARN_DAYS = (30, 7, 1)
+NOTIFICATIONS_SCOPE = "sellingpartnerapi::notifications"
 SECRET_ROTATION = timedelta(days=180)
 REAUTH_FIX = ("The seller's authorization of the app was revoked or has lapsed (it lasts {days} days{since}). In "
               "Seller Central (sellercentral.amazon.com.br) open Apps and Services > Manage Your Apps, choose the app "
@@ -152,6 +155,21 @@ def secret_notice(credentials: dict[str, str], at: datetime | None = None) -> st
             "rotate it in Developer Central (or the Application Management API) and set credentials.client_secret")
 
 
+def grantless_token(ctx: ConnectorContext, scope: str = NOTIFICATIONS_SCOPE) -> str:
+    """An LWA access token for grantless operations (the Notifications API's destinations): the app's own
+    ``client_credentials`` grant with ``scope``, no seller involved; kept in the context while it lives."""
+    key = f"grantless:{scope}"
+    cached = ctx.scratch.get(key)
+    if isinstance(cached, tuple) and cached[1] > now():
+        return str(cached[0])
+    answer = _token_call(ctx, {"grant_type": "client_credentials", "scope": scope,
+                               "client_id": ctx.credentials.get("client_id", ""),
+                               "client_secret": ctx.credentials.get("client_secret", "")})
+    token = str(answer["access_token"])
+    ctx.scratch[key] = (token, now() + timedelta(seconds=float(answer.get("expires_in") or 3600) - 60))
+    return token
+
+
 def restricted_token(ctx: ConnectorContext, paths: list[str], method: str = "GET") -> str:
     """An RDT for ``paths`` (at most 50 per token), kept in the context while it lives."""
     key = f"rdt:{method}:{','.join(sorted(paths))}"
@@ -165,5 +183,5 @@ def restricted_token(ctx: ConnectorContext, paths: list[str], method: str = "GET
     return token
 
 
-__all__ = ["CREDENTIALS", "WARN_DAYS", "authenticate", "authorization_expires", "authorization_notice",
-           "restricted_token", "secret_notice"]
+__all__ = ["CREDENTIALS", "NOTIFICATIONS_SCOPE", "WARN_DAYS", "authenticate", "authorization_expires",
+           "authorization_notice", "grantless_token", "restricted_token", "secret_notice"]

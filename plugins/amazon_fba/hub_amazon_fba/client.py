@@ -50,6 +50,9 @@ PLANS: dict[str, Plan] = {
     "putListingsItem": Plan(5, 10), "patchListingsItem": Plan(5, 5), "getListingsItem": Plan(5, 10),
     "deleteListingsItem": Plan(5, 5), "searchListingsItems": Plan(5, 5),
     "createRestrictedDataToken": Plan(1, 10),
+    **{op: Plan(1, 5) for op in ("getDestinations", "createDestination", "getDestination", "deleteDestination",
+                                 "getSubscription", "createSubscription", "getSubscriptionById",
+                                 "deleteSubscriptionById")},
 }
 """Default usage plans, from each operation's description in the models (rate per second, burst)."""
 HEADROOM = 0.97
@@ -65,6 +68,8 @@ class AmazonOptions(BaseModel):
     queue_url: str | None = Field(default=None, description="the SQS queue FBA_OUTBOUND_SHIPMENT_STATUS and "
                                                             "ORDER_CHANGE notifications are delivered to")
     sqs_region: str = Field(default="us-east-1", description="the queue's AWS region (SigV4)")
+    queue_arn: str | None = Field(default=None, description="the queue's ARN for the notifications destination "
+                                                            "(default: read from queue_url and sqs_region)")
     store: str = Field(default="fba_onsite", description="the store key sales carry (map it to the ERP's FBA "
                                                          "Onsite depósito with the route's stores mapping)")
     sweep_minutes: float = Field(default=15, gt=0, description="how often searchOrders sweeps for orders a lost "

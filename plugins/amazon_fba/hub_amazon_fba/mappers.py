@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from hub.models import Address, Customer, Payment, Product, Sale, SaleItem, access_key_check_digit
+from hub.models import Address, Customer, Intermediary, Payment, Product, Sale, SaleItem, access_key_check_digit
 
 CREATED, CANCELLED = "Created", "Cancelled"
 """The sale statuses: the FBA_OUTBOUND_SHIPMENT_STATUS values (a route maps them to the ERP's statuses)."""
@@ -89,29 +89,85 @@ def _payments(order: dict[str, Any]) -> tuple[list[Payment], list[str]]:
     return payments, notes
 
 
-def sale(order: dict[str, Any], shipment_id: str, *, store: str, cancelled: bool = False) -> Sale:
-    """The sale of one FBA Onsite shipment: number = the Amazon order id, status Created or Cancelled."""
+def number(order_id: str, shipment_id: str) -> str:
+    """The sale number of one FBA Onsite shipment: the Amazon order id and the shipment id. An order Amazon delivers
+    in two shipments makes two sales (two NF-e), each with its own number; it depends on nothing else (not on how
+    many shipments the order has when it is read, nor in which order Amazon lists them), so it never changes."""
+    return f"{order_id}-{shipment_id}"
+
+
+def order_id_of(sale_number: str | None) -> str | None:
+    """The Amazon order id in a sale number made by :func:`number` (``701-1234567-1234567-DxxXxxXxx``)."""
+    parts = (sale_number or "").split(":")[-1].split("-")
+    return "-".join(parts[:3]) if len(parts) >= 3 else None
+
+
+def _share(amount: Decimal, ratio: Decimal) -> Decimal:
+    return (amount * ratio).quantize(Decimal("0.01"))
+
+
+def intermediary(order: dict[str, Any], seller_id: str | None) -> Intermediary | None:
+    """Amazon as the sale's intermediary (NF-e ``infIntermed``), from the order's MARKETPLACE tax registration;
+    None when Amazon sent none (the note then goes without it, and an Errored invoice names that cause)."""
+    marketplace = registration(order, "MARKETPLACE") or {}
+    cnpj = marketplace.get("taxRegistrationNumber")
+    try:
+        return Intermediary(tax_id=cnpj, seller_id=seller_id) if cnpj else None
+    except ValueError:
+        return None
+
+
+def sale(order: dict[str, Any], shipment_id: str, *, store: str, cancelled: bool = False,
+         lines: list[dict[str, Any]] | None = None, seller_id: str | None = None) -> Sale:
+    """The sale of one FBA Onsite shipment: number = the order id and the shipment id, status Created or Cancelled.
+
+    ``lines``: the shipment's ``ShipmentItems`` (getShipmentDetails) when Amazon split the order into several
+    shipments: the sale then has only those items (their quantities), and the order's freight, discount and
+    payments in proportion to the value it carries, so each shipment's NF-e is paid in full."""
     status = (order.get("fulfillment") or {}).get("fulfillmentStatus")
-    items = [SaleItem(sku=str(item["product"]["sellerSku"]), name=item["product"].get("title"),
-                      quantity=Decimal(str(item["quantityOrdered"])),
-                      unit_price=money((item["product"].get("price") or {}).get("unitPrice")))
-             for item in order["orderItems"]]
+    shipped = None if lines is None else {str(line["OrderItemId"]): Decimal(str(line["QuantityOrdered"]))
+                                          for line in lines}
+    items: list[SaleItem] = []
+    whole = Decimal("0")
+    for item in order["orderItems"]:
+        quantity = Decimal(str(item["quantityOrdered"]))
+        line = SaleItem(sku=str(item["product"]["sellerSku"]), name=item["product"].get("title"),
+                        quantity=quantity, unit_price=money((item["product"].get("price") or {}).get("unitPrice")))
+        whole += line.total
+        if shipped is None:
+            items.append(line)
+        elif str(item.get("orderItemId")) in shipped:
+            items.append(line.model_copy(update={"quantity": shipped[str(item["orderItemId"])]}))
+    if shipped is not None and not items:
+        raise KeyError("ShipmentItems")
+    carried = sum((i.total for i in items), Decimal("0"))
+    ratio = Decimal("1") if shipped is None or not whole else carried / whole
     breakdowns = {str(b.get("type")): money(b.get("subtotal"))
                   for b in (order.get("proceeds") or {}).get("breakdowns") or [] if isinstance(b, dict)}
     payments, notes = _payments(order)
+    discount = abs(breakdowns.get("DISCOUNT", Decimal("0")))
+    freight = breakdowns.get("SHIPPING", Decimal("0"))
+    if shipped is not None:
+        freight, discount = _share(freight, ratio), _share(discount, ratio)
+        due = carried + freight - discount
+        split = [p.model_copy(update={"amount": _share(p.amount, ratio)}) for p in payments]
+        if split:  # the last payment takes the rounding, so the shipment is paid exactly
+            split[-1] = split[-1].model_copy(update={"amount": due - sum((p.amount for p in split[:-1]),
+                                                                         Decimal("0"))})
+        payments = split
     marketplace = registration(order, "MARKETPLACE") or {}
     header = f"Amazon order {order['orderId']}, FBA Onsite shipment {shipment_id}"
+    if shipped is not None:
+        header += f" (one of {len(shipment_ids(order))} shipments of the order)"
     if marketplace.get("taxRegistrationNumber"):
         header += (f"; intermediary {marketplace.get('legalName') or 'Amazon'} CNPJ "
                    f"{marketplace['taxRegistrationNumber']}")
     created = parse_time(order["createdTime"])
     assert created is not None
-    return Sale(number=str(order["orderId"]), channel="amazon", store=store, issued_at=created,
-                customer=customer(order), items=items, freight=breakdowns.get("SHIPPING", Decimal("0")),
-                discount=-breakdowns.get("DISCOUNT", Decimal("0")) if breakdowns.get("DISCOUNT", 0) < 0 else
-                breakdowns.get("DISCOUNT", Decimal("0")),
+    return Sale(number=number(str(order["orderId"]), shipment_id), channel="amazon", store=store,
+                issued_at=created, customer=customer(order), items=items, freight=freight, discount=discount,
                 payments=payments, status=CANCELLED if cancelled or status == "CANCELLED" else CREATED,
-                notes="; ".join([header, *notes]))
+                notes="; ".join([header, *notes]), intermediary=intermediary(order, seller_id))
 
 
 # --- listings -----------------------------------------------------------------------------------------------------
@@ -191,4 +247,5 @@ def xml_problems(xml: str | None, access_key: str | None, skus: list[str] | None
 
 
 __all__ = ["CANCELLED", "CREATED", "INCLUDED", "TPAG", "channels", "customer", "format_time", "listing_attributes",
-           "md5_base64", "money", "parse_time", "registration", "sale", "shipment_ids", "xml_problems"]
+           "md5_base64", "money", "number", "order_id_of", "parse_time", "registration", "sale", "shipment_ids",
+           "xml_problems"]

@@ -8,7 +8,6 @@ goes back to Amazon (shipment invoicing) until Amazon accepts it.
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from hub.errors import Fatal, HubError, InvalidRecord, NotFound, RateLimited, Re
 from hub.models import Canonical, FiscalProblem, Invoice, Price, Product, Sale
 from pydantic import ValidationError
 
-from hub_amazon_fba import auth, mappers
+from hub_amazon_fba import auth, mappers, nfe_check
 from hub_amazon_fba.client import AMAZON, LISTINGS, ORDERS, SHIPMENTS, SQS, AmazonOptions, body_of, options, where
 
 PLATFORM = "amazon_fba"
@@ -48,6 +47,8 @@ ROUTES = Path(__file__).resolve().parent / "routes"
 MAX_BATCHES = 100
 """Receive calls per pull (10 messages each): a backlog beyond 1,000 notifications waits for the next run."""
 SEEN_TTL = 86400.0
+CANCELLED_TTL = 30 * 86400.0
+"""How long this process remembers a shipment it read as Cancelled (its note is refused without a call)."""
 HISTORY = timedelta(days=30)
 """How far back a first sweep (no cursor) reads orders."""
 HYBRID_FIX = ("The SKU {sku} is also offered from the seller's own stock (a hybrid offer: the same product sold by "
@@ -263,18 +264,28 @@ def _field(exc: Exception) -> str | None:
 
 
 def _incoming(ctx: ConnectorContext, order: dict[str, Any], cancelled: set[str]) -> list[Incoming | Rejected]:
-    """One sale per FBA Onsite shipment of the order (none before Amazon creates the shipment)."""
+    """One sale per FBA Onsite shipment of the order (none before Amazon creates the shipment). An order Amazon split
+    into several shipments gives each sale only its shipment's items (getShipmentDetails, one call per shipment of
+    such an order; an order of one shipment costs nothing more)."""
     order_id = str(order.get("orderId"))
     out: list[Incoming | Rejected] = []
     read: set[tuple[str, str]] = ctx.scratch.setdefault("amazon:read", set())
-    for shipment in mappers.shipment_ids(order):
+    shipments = mappers.shipment_ids(order)
+    for shipment in shipments:
         version = (shipment, str(order.get("lastUpdatedTime")))
         if version in read and not cancelled:
             continue  # read through its notification in this run already: the sweep does not bring it twice
         read.add(version)
         try:
             updated = mappers.parse_time(order.get("lastUpdatedTime"))
-            sale = mappers.sale(order, shipment, store=options(ctx).store, cancelled=shipment in cancelled)
+            lines: list[dict[str, Any]] | None = None
+            if len(shipments) > 1:
+                lines = _shipment_detail(ctx, shipment, f"shipment {shipment} of order {order_id}")\
+                    .get("ShipmentItems") or []
+            sale = mappers.sale(order, shipment, store=options(ctx).store, seller_id=options(ctx).seller_id,
+                                cancelled=shipment in cancelled, lines=lines)
+            if sale.status == mappers.CANCELLED:  # push_invoice then refuses its note without asking Amazon again
+                ctx.cache.set(f"amazon:cancelled:{shipment}", True, ttl=CANCELLED_TTL)
             out.append(Incoming(external_id=shipment, data=sale, updated_at=updated))
         except (KeyError, ValueError, TypeError, ArithmeticError) as exc:
             name = _field(exc)
@@ -409,7 +420,12 @@ def _invoice_status(ctx: ConnectorContext, shipment: str, what: str) -> str:
 
 
 def _errored(ctx: ConnectorContext, what: str, shipment: str, record: Invoice, skus: list[str] | None) -> InvalidRecord:
-    causes = [f"{f}: {p}" for f, p in mappers.xml_problems(record.xml, record.access_key, skus)]
+    """Amazon's ``Errored`` carries no reason: the hub's own checks of the XML (schema, access key, signature's
+    digest) and of the note against the shipment (``nfe_check.errored_causes``) name the likely causes."""
+    detail = ctx.scratch.get(f"amazon:shipment:{shipment}")
+    causes = [str(p) for p in nfe_check.errored_causes(record.xml, record.access_key, detail)]
+    if not causes:
+        causes = [f"{f}: {p}" for f, p in mappers.xml_problems(record.xml, record.access_key, skus)]
     likely = "; ".join(causes) if causes else (
         "the hub's own checks find nothing wrong in the XML; the usual causes are a recipient or address that is "
         "not the order's exactly, the issuer CNPJ not the one registered in Seller Central, or tax data Amazon "
@@ -422,12 +438,26 @@ def _errored(ctx: ConnectorContext, what: str, shipment: str, record: Invoice, s
                              f"after checking its status. Then `hub retry {ctx.tenant}`.")
 
 
+def _refused(ctx: ConnectorContext, what: str, shipment: str, problems: list[nfe_check.Problem]) -> InvalidRecord:
+    """A note failing the NF-e 4.00 schema, its access key or its MD5 (``nfe_check``): never submitted."""
+    return InvalidRecord(f"amazon_fba ({where(ctx)}, {what}, shipment {shipment}): the NF-e is not submitted to "
+                         "Amazon: " + "; ".join(str(p) for p in problems), field=problems[0].field, record=what,
+                         fix=f"{problems[0].fix}. Then `hub retry {ctx.tenant}` (the corrected note is checked "
+                             "again before it goes).")
+
+
 @hookimpl
 def push_invoice(ctx: ConnectorContext, record: Invoice, external_id: str | None, idempotency_key: str) -> PushResult:
     """The authorized NF-e to Amazon for its shipment: getInvoiceStatus first (one authorized NF-e per
-    AmazonShipmentId: never a second note, never the same one twice), the order's cancellation checked,
-    getShipmentDetails (with an RDT) to check the note's items, submitInvoice (base64 of the XML and its MD5),
-    then getInvoiceStatus until Accepted (the operation waits while Amazon says Processing)."""
+    AmazonShipmentId: never a second note, never the same one twice), getShipmentDetails (with an RDT) to check the
+    note's items, submitInvoice (base64 of the XML and its MD5), then getInvoiceStatus until Accepted (the operation
+    waits while Amazon says Processing).
+
+    A cancelled shipment never gets a note, and a note authorized before the cancellation is reported for
+    cancellation in the ERP. The cancellation is known from the shipment's Cancelled notification (or the sweep)
+    when this process read it, and otherwise from Amazon refusing the submission, when one getOrder tells a
+    cancellation from another refusal. No getOrder on the way of every note: the pull already spends one per order,
+    and a second one would put getOrder over its usage plan (0.5/s) at 1,000 orders an hour."""
     what = f"NF-e {record.number or record.access_key}"
     if record.status != "authorized" or not record.access_key:
         raise InvalidRecord(f"amazon_fba ({where(ctx)}, {what}): only an NF-e authorized by SEFAZ goes to Amazon "
@@ -444,6 +474,9 @@ def push_invoice(ctx: ConnectorContext, record: Invoice, external_id: str | None
                             + "; ".join(f"{f}: {p}" for f, p in local), field=local[0][0], record=what,
                             fix="Send the authorized XML (nfeProc) of this note from the ERP; re-issue the note if "
                                 f"SEFAZ did not authorize it. Then `hub retry {ctx.tenant}`.")
+    unfit = nfe_check.before_submit(record.xml, record.access_key)
+    if unfit:
+        raise _refused(ctx, what, shipment, unfit)
     poll = options(ctx).invoice_poll_seconds
     status = _invoice_status(ctx, shipment, what)
     ours = external_id == marker
@@ -463,31 +496,30 @@ def push_invoice(ctx: ConnectorContext, record: Invoice, external_id: str | None
                           retry_after=poll, fix="Nothing to do: the hub reads the status again shortly (the note "
                                                 "is never sent twice).")
     if status == "Errored" and ours:
-        raise _errored(ctx, what, shipment, record, None)
-    order_id = (record.sale.name or "").split(":")[-1] or None
+        raise _errored(ctx, what, shipment, record, _shipment_skus(ctx, shipment, what))
+    order_id = mappers.order_id_of(record.sale.name)  # the sale number is ORDER-SHIPMENT (mappers.number)
+    if ctx.cache.get(f"amazon:cancelled:{shipment}"):
+        raise _cancelled(ctx, what, shipment, order_id, record)
     skus = _shipment_skus(ctx, shipment, what)
-    if order_id is None:
-        order_id = ctx.scratch.get(f"amazon:order:{shipment}")
-    if order_id:
-        order = body_of(AMAZON.call(ctx, "GET", f"{ORDERS}/{quote(str(order_id), safe='')}", record=what,
-                                    params={"includedData": "FULFILLMENT"}))["order"]
-        if (order.get("fulfillment") or {}).get("fulfillmentStatus") == "CANCELLED":
-            raise InvalidRecord(f"amazon_fba ({where(ctx)}, {what}): shipment {shipment} (order {order_id}) was "
-                                "cancelled by Amazon; a cancelled shipment never gets a note",
-                                field="sale.status", record=what,
-                                fix=f"Cancel NF-e {record.access_key} in the ERP (SEFAZ allows it within 24 hours of "
-                                    "authorization; after that, issue a return note). Nothing goes to Amazon.")
+    order_id = ctx.scratch.get(f"amazon:order:{shipment}") or order_id
     mismatch = mappers.xml_problems(record.xml, record.access_key, skus)
     if mismatch:
         raise InvalidRecord(f"amazon_fba ({where(ctx)}, {what}): the NF-e does not match shipment {shipment}: "
                             + "; ".join(f"{f}: {p}" for f, p in mismatch), field=mismatch[0][0], record=what,
                             fix="Issue the note for exactly the shipment's items (Amazon's SKUs and quantities), "
                                 f"then `hub retry {ctx.tenant}`.")
-    xml = (record.xml or "").encode()
+    body = nfe_check.payload((record.xml or "").encode())
+    unfit = nfe_check.md5_problems(body["InvoiceContent"], body["ContentMD5Value"])
+    if unfit:
+        raise _refused(ctx, what, shipment, unfit)
     ctx.record_remote_id(marker)  # recorded before the call: a retry checks the status, never submits blind
-    AMAZON.call(ctx, "POST", f"{SHIPMENTS}/{quote(shipment, safe='')}/invoice", record=what,
-                json={"InvoiceContent": base64.b64encode(xml).decode(), "MarketplaceId": options(ctx).marketplace_id,
-                      "ContentMD5Value": mappers.md5_base64(xml)})
+    try:
+        AMAZON.call(ctx, "POST", f"{SHIPMENTS}/{quote(shipment, safe='')}/invoice", record=what,
+                    json={**body, "MarketplaceId": options(ctx).marketplace_id})
+    except InvalidRecord as refused:
+        if order_id and _order_cancelled(ctx, str(order_id), what):
+            raise _cancelled(ctx, what, shipment, order_id, record) from refused
+        raise
     status = _invoice_status(ctx, shipment, what)
     if status == "Accepted":
         return PushResult(external_id=marker)
@@ -498,16 +530,51 @@ def push_invoice(ctx: ConnectorContext, record: Invoice, external_id: str | None
                       fix="Nothing to do: the hub reads the status again until Amazon accepts the note.")
 
 
-def _shipment_skus(ctx: ConnectorContext, shipment: str, what: str) -> list[str]:
-    """The shipment's SKUs, from getShipmentDetails (a restricted operation: called with an RDT)."""
+def _cancelled(ctx: ConnectorContext, what: str, shipment: str, order_id: str | None,
+               record: Invoice) -> InvalidRecord:
+    order = f" (order {order_id})" if order_id else ""
+    return InvalidRecord(f"amazon_fba ({where(ctx)}, {what}): shipment {shipment}{order} was cancelled by Amazon; a "
+                         "cancelled shipment never gets a note", field="sale.status", record=what,
+                         fix=f"Cancel NF-e {record.access_key} in the ERP (SEFAZ allows it within 24 hours of "
+                             "authorization; after that, issue a return note). Nothing goes to Amazon.")
+
+
+def _order_cancelled(ctx: ConnectorContext, order_id: str, what: str) -> bool:
+    """Whether Amazon cancelled the order (asked only once Amazon refused its note: rare, so off the plan)."""
+    try:
+        order = body_of(AMAZON.call(ctx, "GET", f"{ORDERS}/{quote(order_id, safe='')}", record=what,
+                                    params={"includedData": "FULFILLMENT"}))["order"]
+    except (HubError, KeyError, TypeError):
+        return False
+    cancelled = (order.get("fulfillment") or {}).get("fulfillmentStatus") == "CANCELLED"
+    return bool(cancelled)
+
+
+def _shipment_detail(ctx: ConnectorContext, shipment: str, what: str) -> dict[str, Any]:
+    """getShipmentDetails (a restricted operation: called with an RDT): the shipment's order, buyer and items."""
     path = f"{SHIPMENTS}/{quote(shipment, safe='')}"
     token = auth.restricted_token(ctx, [path])
-    detail = body_of(AMAZON.call(ctx, "GET", path, record=what, headers={"x-amz-access-token": token}))["payload"]
+    detail: dict[str, Any] = body_of(AMAZON.call(ctx, "GET", path, record=what,
+                                                 headers={"x-amz-access-token": token}))["payload"]
     ctx.scratch[f"amazon:order:{shipment}"] = detail.get("AmazonOrderId")
-    return [str(i.get("SellerSKU")) for i in detail.get("ShipmentItems") or []]
+    ctx.scratch[f"amazon:shipment:{shipment}"] = detail  # what nfe_check compares an Errored note with
+    return detail
+
+
+def _shipment_skus(ctx: ConnectorContext, shipment: str, what: str) -> list[str]:
+    """The shipment's SKUs, from getShipmentDetails."""
+    return [str(i.get("SellerSKU")) for i in _shipment_detail(ctx, shipment, what).get("ShipmentItems") or []]
 
 
 # --- fiscal checks before a note is attempted ---------------------------------------------------------------------
+
+
+CATALOG_PLACES = {"bling": "Bling (Produtos > Tributação)", "pluggto": "Plugg.to (the product's fiscal data)"}
+"""Where the seller fills a product's fiscal data, by the platform that issues the note (the route's sink)."""
+
+
+def _catalog_place(route: Any) -> str:
+    return CATALOG_PLACES.get(str(getattr(route.sink, "platform", "")), "the ERP (the product's fiscal data)")
 
 
 @hookimpl
@@ -534,8 +601,8 @@ def validate_fiscal(document: Canonical, route: Any, products: dict[str, Product
             found.append(FiscalProblem(record=record, field=f"items[{i}].fiscal", platform=PLATFORM,
                                        problem=f"product {item.sku} has no {' and no '.join(missing)} (the NF-e "
                                                "is not issued without them)",
-                                       fix=f"Fill {' and '.join(missing)} of product {item.sku} in the ERP "
-                                           "(Produtos > Tributação), then `hub retry`."))
+                                       fix=f"Fill {' and '.join(missing)} of product {item.sku} in "
+                                           f"{_catalog_place(route)}, then `hub retry`."))
     address = document.customer.addresses[0] if document.customer and document.customer.addresses else None
     gaps = [name for name in ("street", "number", "district", "city", "state", "zip")
             if address is None or not getattr(address, name)]

@@ -20,7 +20,7 @@ from typing import Any
 import jsonschema
 
 MODELS = ("orders_2026-01-01.json", "shipmentInvoicingV0.json", "listingsItems_2021-08-01.json",
-          "tokens_2021-03-01.json")
+          "tokens_2021-03-01.json", "notifications.json")
 NOTIFICATIONS = ("OrderChangeNotification.json", "FBAOutboundShipmentStatusNotification.json")
 _SHARED = Path("shared") / "specs" / "amazon"
 _PACKAGED = Path(__file__).parent / "data"
@@ -52,7 +52,7 @@ def _operations() -> list[tuple[re.Pattern[str], str, str, str]]:
         for template, ops in load(name)["paths"].items():
             regex = re.compile("^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template)) + "$")
             for method in ops:
-                if method != "parameters":
+                if method != "parameters" and not method.startswith("x-"):  # x-amzn-api-sandbox: examples
                     found.append((regex, method.upper(), template, name))
     found.sort(key=lambda row: row[2].count("{"))
     return found

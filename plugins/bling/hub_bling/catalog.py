@@ -10,14 +10,18 @@ unchanged and move nothing), and with ``criterio`` 5 so that a product made inac
 
 The cursor is JSON: a run in progress records its pass and page, so a resumed run continues where it stopped and
 never skips a page; a finished run records where the next one starts.
+
+A webhook names its record, and :func:`pull_records` reads that record alone (a product's detail, its balances),
+sharing a read made after the webhook arrived between the routes that want it. Lists that rarely change
+(depósitos, categories) are read once per connection for a while (``ctx.cache``) and read again as soon as a row
+names one the cached list lacks; the categories stream always reads them afresh and refreshes the cache.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
-from functools import partial
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -37,6 +41,19 @@ CRITERIO_ACTIVE, CRITERIO_ALL = 2, 5
 STAMP = "%Y-%m-%d %H:%M:%S"
 MAX_RANGE = timedelta(days=360)
 """Bling refuses date ranges over a year; an older cursor means a full sync."""
+CATEGORIES_SECONDS = 120.0
+"""How long the products stream reuses the categories read by the stream before it (or by its own last run): a
+renamed category reaches products within this time, a new one at once (a product naming it forces a re-read)."""
+DETAIL_SECONDS = 30.0
+"""How long a product's detail, read for one webhook, may serve another route's read of the same announcement."""
+BALANCES_BATCH = 100
+"""``GET /estoques/saldos`` takes at most 100 ``idsProdutos[]``."""
+LISTING_KEY = "bling:active-listing"
+LISTING_SECONDS = 90.0
+"""How long the stock stream's listing of every active product may stand in for the prices stream's own list."""
+SHARED_LISTING = 5_000
+"""Larger catalogs keep no listing (memory): their prices stream lists what changed, as always."""
+PRICE_FIELDS = ("id", "codigo", "preco", "situacao")
 
 
 def local_now() -> datetime:
@@ -133,12 +150,49 @@ def _product_params(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def all_categories(ctx: ConnectorContext) -> list[dict[str, Any]]:
-    return [row for paged in pages(ctx, "/categorias/produtos", "categories") for row in paged.records]
+    rows = [row for paged in pages(ctx, "/categorias/produtos", "categories") for row in paged.records]
+    ctx.cache.set("bling:categories", rows, CATEGORIES_SECONDS)
+    return rows
+
+
+class CategoryPaths:
+    """Category paths from the cached categories, read again once when a product names one they lack."""
+
+    def __init__(self, ctx: ConnectorContext) -> None:
+        self.ctx = ctx
+        self.fresh = False
+        rows = ctx.cache.get("bling:categories")
+        if rows is None:
+            rows, self.fresh = all_categories(ctx), True
+        self.paths = mappers.category_paths(rows)
+
+    def __call__(self, raw: dict[str, Any]) -> dict[int, list[str]]:
+        category = int((raw.get("categoria") or {}).get("id") or 0) if isinstance(raw.get("categoria"), dict) else 0
+        if category and category not in self.paths and not self.fresh:
+            self.paths, self.fresh = mappers.category_paths(all_categories(self.ctx)), True
+        return self.paths
+
+
+def deposit_names(ctx: ConnectorContext, rows: list[dict[str, Any]] | None = None) -> dict[int, str]:
+    """The account's depósitos by id (cached; read again when a balance row names one the cache lacks)."""
+    from hub_bling import sales  # it reads its lists with this module's pages
+
+    names = {int(d["id"]): str(d.get("descricao") or d["id"]) for d in sales.deposits(ctx)}
+    seen = {int(dep["id"]) for row in rows or [] for dep in row.get("depositos") or [] if dep.get("id")}
+    if seen - set(names):
+        sales.forget(ctx, "deposits")
+        names = {int(d["id"]): str(d.get("descricao") or d["id"]) for d in sales.deposits(ctx)}
+    return names
+
+
+def _product(ctx: ConnectorContext, paths: CategoryPaths, product_id: int | str, raw: dict[str, Any]
+             ) -> Incoming | Rejected:
+    return _map("products", str(product_id), raw, lambda r: mappers.product(r, category_paths=paths(r)))
 
 
 def pull_products(ctx: ConnectorContext, since: str | None) -> Iterator[Page]:
     state = _state(since)
-    paths = mappers.category_paths(all_categories(ctx))
+    paths = CategoryPaths(ctx)
     full = state["mode"] == "full"
     for rows, after, _ in _list_pages(ctx, state, _product_params(state)):
         wanted: dict[int, None] = {}
@@ -153,38 +207,68 @@ def pull_products(ctx: ConnectorContext, since: str | None) -> Iterator[Page]:
                 raw = get(ctx, f"/produtos/{product_id}")["data"]
             except NotFound:
                 continue  # deleted between the list and the detail; the next sync sees the deletion
-            records.append(_map("products", str(product_id), raw, partial(mappers.product, category_paths=paths)))
+            records.append(_product(ctx, paths, product_id, raw))
         yield Page(records=records, cursor=json.dumps(after) if after else _finished(ctx, state))
 
 
 def pull_stock(ctx: ConnectorContext, since: str | None) -> Iterator[Page]:
-    """Balances per depósito of every product; balances have no change date, so each run reads them all."""
+    """Balances per depósito of every product; balances have no change date, so each run reads them all. A whole
+    listing (not a resumed one) of a catalog up to :data:`SHARED_LISTING` rows is kept a moment for the prices
+    stream, which then needs no list of its own (:func:`pull_prices`)."""
     state = _state(since if since and "pass" in since else None)
-    deposits = {int(d["id"]): str(d.get("descricao") or d["id"]) for d in
-                get(ctx, "/depositos", {"pagina": 1, "limite": 100}).get("data") or []}
+    whole = int(state["pass"]) == 0 and int(state["page"]) == 1
+    listed: list[dict[str, Any]] | None = [] if whole else None
     for rows, after, stock_filter in _list_pages(ctx, state, {"criterio": CRITERIO_ACTIVE, "tipo": "T"}):
+        if listed is not None:
+            listed.extend({k: row.get(k) for k in PRICE_FIELDS} for row in rows)
+            if len(listed) > SHARED_LISTING:
+                listed = None
         ids = [int(r["id"]) for r in rows if r.get("formato") != "V"]
         records: list[Incoming | Rejected] = []
         if ids:
             # The balances hide zero and negative stock by default too: ask with the pass's own filter.
             balances = get(ctx, "/estoques/saldos", {"idsProdutos[]": ids,
                                                      "filtroSaldoEstoque": stock_filter}).get("data") or []
-            for row in balances:
-                try:
-                    levels = mappers.stock_levels(row, deposits)
-                except Exception as exc:  # whatever one record raises costs that record only
-                    records.append(_rejected("stock", str((row.get("produto") or {}).get("id")), exc, row))
-                    continue
-                records.extend(Incoming(external_id=ext, data=level) for ext, level in levels)
+            records.extend(_levels(ctx, balances))
+        if after is None and listed is not None:
+            ctx.cache.set(LISTING_KEY, (state["started"], listed), LISTING_SECONDS)
         yield Page(records=records, cursor=json.dumps(after) if after else json.dumps({"mode": "done"}))
+
+
+def _levels(ctx: ConnectorContext, balances: list[dict[str, Any]]) -> list[Incoming | Rejected]:
+    deposits = deposit_names(ctx, balances)
+    records: list[Incoming | Rejected] = []
+    for row in balances:
+        try:
+            levels = mappers.stock_levels(row, deposits)
+        except Exception as exc:  # whatever one record raises costs that record only
+            records.append(_rejected("stock", str((row.get("produto") or {}).get("id")), exc, row))
+            continue
+        records.extend(Incoming(external_id=ext, data=level) for ext, level in levels)
+    return records
 
 
 def pull_prices(ctx: ConnectorContext, since: str | None) -> Iterator[Page]:
     """Prices from the ``/produtos`` list pages alone (``preco`` is on each row, variations included): no detail
     call. A first sync reads the active products; later ones what changed since (a price change moves
     ``dataAlteracao``). Inactive and deleted products have no price to send. A grid's parent is priced too (Bling
-    applies its price to the variations saved with it), and each variation has its own row."""
+    applies its price to the variations saved with it), and each variation has its own row.
+
+    When the stock stream has just listed every active product (the route reads stock, then prices), that
+    listing is the answer: every active product's price as of when it started, so the next run starts from there
+    (unchanged prices move nothing) and this one makes no call."""
     state = _state(since)
+    shared = ctx.cache.get(LISTING_KEY)
+    if (shared is not None and state["mode"] == "incremental" and int(state["pass"]) == 0
+            and int(state["page"]) == 1 and shared[0] >= state["since"]):
+        started, rows = shared
+        chunks = [rows[i:i + options(ctx).page_size] for i in range(0, len(rows), options(ctx).page_size)] or [[]]
+        for n, chunk in enumerate(chunks, 1):
+            priced = [_map("prices", str(row["id"]), row, mappers.price) for row in chunk
+                      if row.get("situacao", "A") == "A"]
+            yield Page(records=priced, cursor=_finished(ctx, {**state, "started": started})
+                       if n == len(chunks) else None)
+        return
     for rows, after, _ in _list_pages(ctx, state, _product_params(state)):
         records: list[Incoming | Rejected] = []
         for row in rows:
@@ -239,6 +323,85 @@ def pull_customers(ctx: ConnectorContext, since: str | None) -> Iterator[Page]:
             records.append(_map("customers", str(row["id"]), raw, mappers.customer))
         yield Page(records=records, cursor=_finished(ctx, state) if paged.last
                    else json.dumps({**state, "page": paged.next}))
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def detail(ctx: ConnectorContext, product_id: str, announced: datetime | None) -> dict[str, Any] | None:
+    """A product's detail (None: it no longer exists) read after ``announced``, the webhook's arrival: a read
+    another route made since then serves this one too (both routes of one product event cost one call)."""
+    key = f"bling:detail:{product_id}"
+
+    def load() -> tuple[datetime, dict[str, Any] | None]:
+        read_at = _utcnow()  # taken before the call: the answer is at least this recent
+        try:
+            return read_at, get(ctx, f"/produtos/{product_id}")["data"]
+        except NotFound:
+            return read_at, None
+
+    def current(hit: Any) -> bool:
+        return hit is not None and announced is not None and hit[0] >= announced
+
+    hit = ctx.cache.get(key)
+    if not current(hit):
+        hit = ctx.cache.refresh(key, load, DETAIL_SECONDS, stale=hit)  # another thread's fresh read is taken
+        if not current(hit):
+            hit = ctx.cache.refresh(key, load, DETAIL_SECONDS, stale=hit)
+    return hit[1] if hit is not None else None
+
+
+def _targeted_products(ctx: ConnectorContext, ids: list[str], received: dict[str, datetime]) -> Iterator[Page]:
+    paths: CategoryPaths | None = None
+    records: list[Incoming | Rejected] = []
+    for product_id in ids:
+        raw = detail(ctx, product_id, received.get(product_id))
+        if raw is None:
+            continue  # deleted since the event; the incremental run sees the deletion
+        paths = paths or CategoryPaths(ctx)
+        records.append(_product(ctx, paths, product_id, raw))
+    yield Page(records=records, cursor=None)
+
+
+def _targeted_prices(ctx: ConnectorContext, ids: list[str], received: dict[str, datetime]) -> Iterator[Page]:
+    records: list[Incoming | Rejected] = []
+    for product_id in ids:
+        raw = detail(ctx, product_id, received.get(product_id))
+        if raw is None or raw.get("situacao", "A") != "A":
+            continue  # gone or inactive: no price to send (as the list read skips it)
+        records.append(_map("prices", product_id, raw, mappers.price))
+    yield Page(records=records, cursor=None)
+
+
+def _targeted_stock(ctx: ConnectorContext, ids: list[str]) -> Iterator[Page]:
+    """The named products' balances: positive first (nearly always the answer), then zero and negative for the
+    ones the filter hid, as ``GET /estoques/saldos`` hides them too by default."""
+    wanted = [int(i) for i in ids if i.isdigit()]
+    for start in range(0, len(wanted), BALANCES_BATCH):
+        missing = wanted[start:start + BALANCES_BATCH]
+        balances: list[dict[str, Any]] = []
+        for stock_filter in STOCK_FILTERS:
+            if not missing:
+                break
+            rows = get(ctx, "/estoques/saldos", {"idsProdutos[]": missing,
+                                                 "filtroSaldoEstoque": stock_filter}).get("data") or []
+            balances.extend(rows)
+            found = {int((row.get("produto") or {}).get("id") or 0) for row in rows}
+            missing = [i for i in missing if i not in found]
+        yield Page(records=_levels(ctx, balances), cursor=None)
+
+
+def pull_records(ctx: ConnectorContext, stream: str, ids: list[str], received: dict[str, datetime]
+                 ) -> Iterator[Page] | None:
+    """Only the records webhooks named (see ``hub.hookspecs.pull_records``); None for a stream read otherwise."""
+    if stream == "products":
+        return _targeted_products(ctx, ids, received)
+    if stream == "prices":
+        return _targeted_prices(ctx, ids, received)
+    if stream == "stock":
+        return _targeted_stock(ctx, ids)
+    return None
 
 
 def pull(ctx: ConnectorContext, stream: str, since: str | None) -> Iterator[Page]:

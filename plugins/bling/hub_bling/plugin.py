@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 import click
@@ -29,7 +30,14 @@ def register_platforms(register: Any) -> None:
         name="bling", title="Bling ERP (API v3)", pulls=PULLS, pushes=PUSHES, options=BlingOptions,
         credentials=("client_id", "client_secret"), actions=frozenset(sales.ACTIONS), sandbox=_sandbox,
         docs="OAuth2 authorization code (hub auth bling TENANT); 3 requests/s and 120,000/day per account.",
+        extra={"consent_url": _consent_url},
     ))
+
+
+def _consent_url(ctx: ConnectorContext, state: str, redirect_uri: str) -> str:
+    """The consent page the console's "authorize" button opens. Bling always sends the person back to the redirect
+    link registered on the app (its authorize page takes no redirect_uri), so that link must be the console's."""
+    return auth.authorize_url(ctx, state)[0]
 
 
 @hookimpl
@@ -47,6 +55,12 @@ def authenticate(ctx: ConnectorContext) -> Credentials:
 @hookimpl
 def pull_catalog(ctx: ConnectorContext, stream: str, since: str | None) -> Iterable[Page]:
     return catalog.pull(ctx, stream, since)
+
+
+@hookimpl
+def pull_records(ctx: ConnectorContext, stream: str, ids: list[str], received: dict[str, datetime]
+                 ) -> Iterable[Page] | None:
+    return catalog.pull_records(ctx, stream, ids, received)
 
 
 @hookimpl

@@ -410,6 +410,8 @@ def order_body(ctx: ConnectorContext, sale: Sale, situation: int | None) -> dict
         body["desconto"] = {"valor": sale.discount, "unidade": "REAL"}
     if sale.freight:
         body["transporte"] = {"frete": sale.freight}
+    if sale.intermediary is not None:  # the marketplace on the sale's NF-e (infIntermed)
+        body["intermediador"] = {"cnpj": sale.intermediary.tax_id, "nomeUsuario": sale.intermediary.seller_id or ""}
     notes = [sale.notes] if sale.notes else []
     if sale.replaces:
         notes.append(f"Troca/devolução da venda {sale.replaces}")

@@ -1,5 +1,6 @@
 """Bling's webhooks: ``X-Bling-Signature-256: sha256=<hex>``, an HMAC-SHA256 of the raw body keyed with the app's
-client secret, compared in constant time; then the v1 envelope mapped to the stream to re-read."""
+client secret, compared in constant time; then the v1 envelope mapped to the streams to re-read and the record each
+names (the core reads that record alone: ``catalog.pull_records``)."""
 
 from __future__ import annotations
 
@@ -52,11 +53,20 @@ def parse(ctx: ConnectorContext, headers: dict[str, str], body: bytes) -> list[W
         raise BadSignature(f"{where}: event of another company ({envelope.company_id})")
     resource = envelope.event.split(".", 1)[0]
     data = envelope.data or {}
-    product = data.get("produto")
-    ref = data.get("id") or (product.get("id") if isinstance(product, dict) else None)
     streams = STREAMS.get(resource) or (None,)
     return [WebhookEvent(event_id=_event_id(envelope.event_id, i, stream), event=envelope.event, stream=stream,
-                         external_id=str(ref) if ref else None) for i, stream in enumerate(streams)]
+                         external_id=_named(resource, stream, data)) for i, stream in enumerate(streams)]
+
+
+def _named(resource: str, stream: str | None, data: dict[str, Any]) -> str | None:
+    """The record the stream re-reads: the product of a stock or supplier event (``produto.id``, not the event's
+    own id), a variation's parent for the products stream (its detail carries the grid), else ``data.id``."""
+    product = data.get("produto")
+    ref = product.get("id") if isinstance(product, dict) else None
+    if resource == "product" and stream == "products":
+        ref = data.get("idProdutoPai") or None
+    ref = ref or data.get("id")
+    return str(ref) if ref not in (None, "", 0) else None
 
 
 def _event_id(event_id: str, index: int, stream: str | None) -> str:

@@ -391,10 +391,46 @@ def _write(ctx: ConnectorContext, stream: str, external_id: str | None, body: di
     return external_id
 
 
+SKU_INDEX_AFTER = 10
+"""SKU clashes on create a connection meets (per process, within ``SKU_INDEX_TTL``) before it reads CPlug's whole
+product list once: a first sync into a CPlug that already holds the merchant's catalog then costs one list page per
+100 products and one write per product, instead of a refused create, a lookup and an update each."""
+SKU_INDEX_TTL = 300.0
+"""Seconds the SKU index is used. It only saves calls: CPlug refuses a second product with a SKU, so a product a
+person created since is still found (through the refusal) and never duplicated."""
+
+
+class SkuIndex(dict[str, str]):
+    """SKU -> CPlug product id, read once when creates keep meeting existing SKUs."""
+
+
 def _find_product(ctx: ConnectorContext, sku: str) -> str | None:
     path, key, _ = RESOURCES["products"]
     rows, _ = list_page(ctx, path, key, {"sku": sku, "page": 1, "per_page": page_size(ctx)})
     return next((str(r["id"]) for r in rows if r.get("sku") == sku), None)
+
+
+def _indexed_product(ctx: ConnectorContext, sku: str) -> str | None:
+    index = ctx.cache.get("cplug:sku-index")
+    return index.get(sku) if isinstance(index, SkuIndex) else None
+
+
+def _existing_product(ctx: ConnectorContext, sku: str) -> str | None:
+    """The product holding ``sku`` after CPlug refused to create another: from the SKU index once clashes show a
+    populated catalog (read then, once), else one lookup."""
+    clashes = int(ctx.cache.get("cplug:sku-clashes", 0)) + 1
+    ctx.cache.set("cplug:sku-clashes", clashes, SKU_INDEX_TTL)
+    if clashes > SKU_INDEX_AFTER:
+        path, key, _ = RESOURCES["products"]
+
+        def load() -> SkuIndex:
+            return SkuIndex((str(r["sku"]), str(r["id"])) for r in list_all(ctx, path, key)
+                            if r.get("sku") and "id" in r)
+
+        index: SkuIndex = ctx.cache.get_or_set("cplug:sku-index", load, SKU_INDEX_TTL)
+        if sku in index:
+            return index[sku]
+    return _find_product(ctx, sku)
 
 
 def _push_product(ctx: ConnectorContext, record: Product, external_id: str | None, key: str) -> PushResult:
@@ -409,7 +445,9 @@ def _push_product(ctx: ConnectorContext, record: Product, external_id: str | Non
         category = _ensure_category(ctx, path, key)
     unit_id = _unit_id(ctx, record.unit, what)
     if external_id is None:
-        external_id = _find_product(ctx, record.sku)
+        # A first attempt creates at once (CPlug refuses a SKU it holds, caught below); a retry asks first, since
+        # its earlier attempt may have created the product.
+        external_id = _indexed_product(ctx, record.sku) if ctx.first_attempt else _find_product(ctx, record.sku)
         if external_id is not None:
             ctx.record_remote_id(external_id)
     creating = external_id is None
@@ -431,6 +469,15 @@ def _push_product(ctx: ConnectorContext, record: Product, external_id: str | Non
     try:
         remote = _write(ctx, "products", external_id, body(category), key, what)
     except InvalidRecord as exc:
+        if creating and exc.field == "sku":
+            # CPlug keeps SKUs unique: the merchant's own product (made before the integration) is this one.
+            found = _existing_product(ctx, record.sku)
+            if found is None:
+                raise
+            ctx.record_remote_id(found)
+            creating = False
+            return PushResult(external_id=_write(ctx, "products", found, body(category), key, what),
+                              warnings=[w for w in warnings if "created in CPlug" not in w])
         if exc.field != "category_id" or not from_binding:
             raise
         # The bound category was removed in CPlug (e.g. by replace_categories): find or create it again.

@@ -8,7 +8,11 @@ The invoice resource's path is not public (only its fields are, on the "create o
 ``POST /invoices {reference_order}``, ``GET /invoices[/{id}]`` and ``POST /invoices/{id}/resend`` are assumptions
 (README). One note per order, whatever the retries: the note's id is recorded (``ctx.record_remote_id``) as soon as
 Plugg.to answers, and without one the order's notes are looked up first, under the connection's lock. A
-rejected note is never replaced: ``hub retry`` after the fix resends the same note.
+rejected note is never replaced: ``hub retry`` after the fix resends the same note. A rejection read while the hub
+polls its own submission (Plugg.to answers ``processing`` first) is reported with its causes, never resent as is
+(resending on every poll would send the same faulty note to SEFAZ until someone noticed); which submission the hub
+is waiting for is kept in the connection's cache, so at worst a worker that did not see the submission resends the
+note once before reporting it.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
+import httpx
 from hub import FUTURE_TOLERANCE, ConnectorContext, Incoming, Page, Rejected
-from hub.errors import Fatal, InvalidRecord, NotFound, RateLimited
+from hub.errors import Fatal, InvalidRecord, NotFound, RateLimited, Retriable
 from hub.models import Invoice, Ref, Sale
 from pydantic import ValidationError
 
@@ -65,6 +70,11 @@ def _existing(ctx: ConnectorContext, order_id: str) -> dict[str, Any] | None:
     return None
 
 
+AWAITING = "pluggto:nfe:awaiting:{}"
+"""Cache key: the hub sent this note to SEFAZ (created or resent it) and has not seen SEFAZ's verdict yet."""
+AWAITING_TTL = 7 * 86400.0
+
+
 def emit(ctx: ConnectorContext, sale: Sale, order_id: str, invoice_id: str | None) -> Invoice:
     submitted = False
     if invoice_id:
@@ -79,19 +89,30 @@ def emit(ctx: ConnectorContext, sale: Sale, order_id: str, invoice_id: str | Non
                 submitted = True
             note = found
             ctx.record_remote_id(str(note["id"]))
-    if note.get("nfe_status") == "rejected" and not submitted:
+    awaiting = AWAITING.format(note["id"])
+    if submitted:
+        ctx.cache.set(awaiting, True, ttl=AWAITING_TTL)
+    elif note.get("nfe_status") == "rejected":
+        if ctx.cache.get(awaiting):
+            # The verdict on the hub's own submission, read while polling: reported (quarantined with every cause
+            # and fix), never resent as is; `hub retry` after the fix resends it.
+            ctx.cache.forget(awaiting)
+            return _settled(ctx, sale, note)
         # Read rejected on a later attempt (``hub retry`` after the fix): the same note goes to SEFAZ again.
         response = API.post(ctx, f"{_path(str(note['id']))}/resend", record=f"NF-e of sale {sale.number}",
                             expect=(400,))
         note = _note(ctx, str(note["id"]), sale) if response.status_code == 400 else \
             unwrap(body_of(response), "Invoice")
+        ctx.cache.set(awaiting, True, ttl=AWAITING_TTL)
+    if note.get("nfe_status") != "processing":
+        ctx.cache.forget(awaiting)
     return _settled(ctx, sale, note)
 
 
 def _settled(ctx: ConnectorContext, sale: Sale, note: dict[str, Any]) -> Invoice:
     status = str(note.get("nfe_status") or "processing")
     if status == "authorized":
-        return invoice_in(note, sale_ref=Ref(external_id=sale.number))
+        return _with_xml(ctx, invoice_in(note, sale_ref=Ref(external_id=sale.number)), sale)
     if status == "rejected":
         issues = [i for i in note.get("issues") or [] if isinstance(i, dict)]
         raise rejection(ctx, sale, str(note.get("id")), issues)
@@ -102,6 +123,30 @@ def _settled(ctx: ConnectorContext, sale: Sale, note: dict[str, Any]) -> Invoice
                       "waiting for SEFAZ", retry_after=options(ctx).nfe_poll_seconds,
                       fix="Nothing to do: the hub reads the note again shortly (Plugg.to - Amazon - SEFAZ can take "
                           "up to an hour).")
+
+
+def _with_xml(ctx: ConnectorContext, invoice: Invoice, sale: Sale) -> Invoice:
+    """The note with its authorized XML itself, downloaded from the link Plugg.to gives (``files``, type
+    ``xml_authorization``; a published file, fetched without the API token): whoever the note goes to next
+    (Amazon's ``submitInvoice`` takes the file's content and its MD5) gets the document, not a link."""
+    link = invoice.xml or ""
+    if not link.startswith(("https://", "http://")):
+        return invoice
+    what = f"the XML of NF-e {invoice.number or invoice.access_key} (sale {sale.number})"
+    try:
+        response = ctx.http.get(link, headers={"Accept": "application/xml"})
+    except httpx.HTTPError as exc:
+        raise Retriable(f"pluggto ({where(ctx)}): {what} could not be downloaded from {link}: "
+                        f"{type(exc).__name__}", fix="Nothing to do if it passes: the hub tries again.") from None
+    text = response.text
+    if response.status_code >= 500 or response.status_code == 429:
+        raise Retriable(f"pluggto ({where(ctx)}): {what}: {link} answered {response.status_code}",
+                        fix="Nothing to do if it passes: the hub tries again.")
+    if response.status_code != 200 or "<" not in text:
+        raise Fatal(f"pluggto ({where(ctx)}): {what}: {link} answered {response.status_code} without the XML",
+                    fix="Open the note in the Plugg.to panel (Pedidos > the order > Nota fiscal) and check that "
+                        "its XML is published; then `hub retry TENANT`.")
+    return invoice.model_copy(update={"xml": text})
 
 
 def _field(issue: dict[str, Any], sale: Sale) -> str:

@@ -129,12 +129,21 @@ def authenticate(ctx: ConnectorContext) -> Credentials:
 # --- App Studio (OAuth for multi-tenant installs) -----------------------------------------------------------------
 
 
-def authorize_url(ctx: ConnectorContext, state_value: str | None = None) -> tuple[str, str]:
+def authorize_url(ctx: ConnectorContext, state_value: str | None = None,
+                  redirect_uri: str | None = None) -> tuple[str, str]:
     """The page an organization's admin opens to install the plugin, and the ``state`` to check on return."""
     state_value = state_value or secrets.token_urlsafe(16)
     query = urlencode({"client_id": ctx.credentials.get("client_id", ""),
-                       "redirect_uri": ctx.credentials.get("redirect_uri", ""), "state": state_value})
+                       "redirect_uri": redirect_uri or ctx.credentials.get("redirect_uri", ""), "state": state_value})
     return f"{ctx.options.get('authorize_url') or AUTHORIZE_URL}?{query}", state_value
+
+
+def consent_url(ctx: ConnectorContext, state_value: str, redirect_uri: str) -> str | None:
+    """The console's "authorize" button: App Studio's consent page coming back to ``redirect_uri``; None for a
+    connection that logs in with an API key pair (nothing for a person to grant)."""
+    if not ctx.credentials.get("client_id"):
+        return None
+    return authorize_url(ctx, state_value, redirect_uri)[0]
 
 
 APP_FIX = ("Check credentials.client_id (the plugin's id in App Studio) and client_secret (its access key) of "

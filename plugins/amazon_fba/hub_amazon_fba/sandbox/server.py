@@ -26,11 +26,12 @@ import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from hub.models import access_key_check_digit
-from hub.sandbox import SandboxBase, SandboxSettings
+from hub.sandbox import SandboxBase, SandboxSettings, nfe
 from hub.sandbox.documents import cnpj, cpf, wrong_check_digit
 from hub.sandbox.oauth import ClientCredentials, OAuthError, TokenStore, WallClock
 from hub.sandbox.ratelimit import Limits, Rule, TokenBucket
@@ -39,9 +40,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from hub_amazon_fba import spec
+from hub_amazon_fba import nfe_check, spec
 from hub_amazon_fba.client import BRAZIL, LISTINGS, ORDERS, PLANS, RDT, SHIPMENTS, sigv4
-from hub_amazon_fba.mappers import NFE, md5_base64
+from hub_amazon_fba.mappers import NFE, TPAG, md5_base64
+from hub_amazon_fba.sandbox.destinations import GRANTLESS, NOTIFICATIONS, SCOPES, Destinations
 
 Handler = Callable[[Request], Awaitable[Response]]
 MARKETPLACE_CNPJ = "15436940000103"
@@ -95,12 +97,15 @@ class AmazonSettings(SandboxSettings):
     visibility_timeout: float = 30.0
     """Seconds a received, undeleted message stays hidden before it is delivered again."""
     sweep_minutes: float = 15.0
+    require_subscriptions: bool = False
+    """Deliver a notification only when its type is subscribed to a destination that is this queue (as Amazon
+    does); off by default, so tests and demos need no setup step."""
     """The ``sweep_minutes`` option :meth:`AmazonSandbox.connection` gives."""
 
     limit_fields = ("plan_scale",)
 
 
-class AmazonSandbox(SandboxBase):
+class AmazonSandbox(Destinations, SandboxBase):
     """One seller on Amazon.com.br with FBA Onsite: orders, shipments, invoices, listings and its SQS queue."""
 
     Settings = AmazonSettings
@@ -120,6 +125,9 @@ class AmazonSandbox(SandboxBase):
         self.grantless = ClientCredentials(TokenStore(WallClock(), access_ttl=3600), self.client_id,
                                            self.client_secret)
         self.refresh_token = "Atzr|" + self.tokens.refresh_token()
+        self.grantless_scopes: dict[str, str] = {}
+        """Grantless access token -> the scope it was issued for."""
+        self._init_destinations()
         self._alias: dict[str, str] = {self.refresh_token: self.refresh_token[5:]}
         self.rdts: dict[str, tuple[set[tuple[str, str]], float]] = {}
         self._limits = Limits(self._rules)
@@ -148,6 +156,13 @@ class AmazonSandbox(SandboxBase):
             Route(f"{SHIPMENTS}/{{shipmentId}}/invoice", self._api(self._submit), methods=["POST"]),
             Route(f"{SHIPMENTS}/{{shipmentId}}", self._api(self._shipment), methods=["GET"]),
             Route(f"{LISTINGS}/{{sellerId}}/{{sku}}", self._api(self._listing), methods=["GET", "PUT", "PATCH"]),
+            Route(f"{NOTIFICATIONS}/destinations", self._api(self._destinations), methods=["GET", "POST"]),
+            Route(f"{NOTIFICATIONS}/destinations/{{destinationId}}", self._api(self._destination),
+                  methods=["GET", "DELETE"]),
+            Route(f"{NOTIFICATIONS}/subscriptions/{{notificationType}}", self._api(self._subscription),
+                  methods=["GET", "POST"]),
+            Route(f"{NOTIFICATIONS}/subscriptions/{{notificationType}}/{{subscriptionId}}",
+                  self._api(self._subscription_by_id), methods=["GET", "DELETE"]),
         ])
 
     # --- settings, limits, connection ---------------------------------------------------------------------------
@@ -205,7 +220,12 @@ class AmazonSandbox(SandboxBase):
                                       "grant_type": form.get("grant_type")})
             try:
                 if form.get("grant_type") == "client_credentials":
+                    if form.get("scope") not in SCOPES:
+                        raise OAuthError(400, "invalid_scope", f"The scope {form.get('scope')!r} is not a grantless "
+                                                               f"scope ({', '.join(sorted(SCOPES))})")
+                    self.grantless.client_secret = self.client_secret  # a rotated secret counts here too
                     issued = self.grantless.grant(form)
+                    self.grantless_scopes[issued.access_token] = str(form["scope"])
                     return JSONResponse({"access_token": f"Atc|{issued.access_token}", "token_type": "bearer",
                                          "expires_in": issued.expires_in})
                 if (form.get("client_id"), form.get("client_secret")) != (self.client_id, self.client_secret):
@@ -282,6 +302,16 @@ class AmazonSandbox(SandboxBase):
         return gated
 
     def _authorized(self, token: str, operation: str, method: str, path: str) -> str | None:
+        if operation in GRANTLESS:
+            grantless = token.removeprefix("Atc|")
+            if not token.startswith("Atc|") or grantless not in self.grantless_scopes:
+                return (f"{operation} is a grantless operation: call it with an LWA access token from the "
+                        "client_credentials grant (scope sellingpartnerapi::notifications), not a seller's token.")
+            if self.grantless_scopes[grantless] != "sellingpartnerapi::notifications":
+                return "The access token's scope does not grant the Notifications API."
+            why = self.grantless.store.check(grantless)
+            return None if why is None else ("The access token you provided has expired." if why == "expired" else
+                                             "The access token you provided is revoked, malformed or invalid.")
         if operation in RESTRICTED:
             found = self.rdts.get(token)
             if found is None:
@@ -409,8 +439,14 @@ class AmazonSandbox(SandboxBase):
                                "OrderItemId": i["orderItemId"], "Title": i["product"]["title"],
                                "QuantityOrdered": i["quantityOrdered"],
                                "ItemPrice": {"CurrencyCode": "BRL", "Amount": f"{float(i['product']['price']['unitPrice']['amount']) * i['quantityOrdered']:.2f}"}}  # noqa: E501
-                              for i in order["orderItems"]],
+                              for i in self._items_of(shipment)],
         }
+
+    def _items_of(self, shipment: dict[str, Any]) -> list[dict[str, Any]]:
+        """The order items a shipment carries: all of them, unless Amazon split the order into several
+        shipments (``items``: the order item ids of this one)."""
+        items = self.orders[shipment["order_id"]]["orderItems"]
+        return [i for i in items if "items" not in shipment or i["orderItemId"] in shipment["items"]]
 
     async def _submit(self, request: Request) -> Response:
         body = await request.json()
@@ -461,19 +497,29 @@ class AmazonSandbox(SandboxBase):
             problems.append("not an NF-e authorized by SEFAZ (nfeProc with cStat 100)")
         if not key or len(key) != 44 or str(access_key_check_digit(key[:43])) != key[43]:
             problems.append(f"access key {key!r} is not valid")
+        problems += [f"NF-e 4.00 schema: {p}" for p in nfe_check.schema_problems(xml)]
         order = self.orders[shipment["order_id"]]
         buyer = next(r for r in order["tax"]["taxRegistrations"] if r["entityType"] == "BUYER")
         dest = (root.findtext(f"{NFE}NFe/{NFE}infNFe/{NFE}dest/{NFE}CPF")
                 or root.findtext(f"{NFE}NFe/{NFE}infNFe/{NFE}dest/{NFE}CNPJ"))
         if dest != buyer["taxRegistrationNumber"]:
             problems.append(f"recipient {dest} is not the buyer {buyer['taxRegistrationNumber']}")
-        skus = {i["product"]["sellerSku"] for i in order["orderItems"]}
+        skus = {i["product"]["sellerSku"] for i in self._items_of(shipment)}
         found = {p.findtext(f"{NFE}cProd") for p in root.iter(f"{NFE}prod")}
         if found != skus:
             problems.append(f"items {sorted(s or '' for s in found)} are not the shipment's {sorted(skus)}")
         for prod in root.iter(f"{NFE}prod"):
             if not re.fullmatch(r"\d{8}", prod.findtext(f"{NFE}NCM") or ""):
                 problems.append(f"item {prod.findtext(f'{NFE}cProd')} has no NCM")
+        billed: dict[str, float] = {}
+        for prod in root.iter(f"{NFE}prod"):
+            sku = prod.findtext(f"{NFE}cProd") or ""
+            quantity = prod.findtext(f"{NFE}qCom") or ""
+            billed[sku] = billed.get(sku, 0.0) + (float(quantity) if re.fullmatch(r"\d+(\.\d+)?", quantity) else 0)
+        for item in self._items_of(shipment):
+            sku = item["product"]["sellerSku"]
+            if sku in billed and billed[sku] != float(item["quantityOrdered"]):
+                problems.append(f"item {sku}: {billed[sku]:g} unit(s) billed, {item['quantityOrdered']} shipped")
         return key, problems
 
     async def _invoice_status(self, request: Request) -> Response:
@@ -665,6 +711,9 @@ class AmazonSandbox(SandboxBase):
                         "NotificationMetadata": {"ApplicationId": self.client_id, "SubscriptionId": "sub-hub",
                                                  "PublishTime": _stamp(), "NotificationId": str(uuid.uuid4())}}
         self.sent_notifications.append(notification)
+        if self.settings.require_subscriptions and not self.subscribed(kind):
+            self.unsubscribed += 1
+            return
         if self._lose_next:
             self._lose_next -= 1
             self.lost += 1
@@ -758,6 +807,31 @@ class AmazonSandbox(SandboxBase):
             self._shipment_notice(shipment)
         return order_id, shipment_id
 
+    def create_split_order(self, groups: Sequence[Sequence[tuple[str, int, str]]], **kwargs: Any
+                           ) -> tuple[str, list[str]]:
+        """An FBA Onsite order Amazon delivers in several shipments (one per group of items, each its own
+        AmazonShipmentId and Created notification); (order id, shipment ids)."""
+        notify = kwargs.pop("notify", True)
+        with self.lock:
+            order_id, whole = self._create([item for group in groups for item in group], notify=False, **kwargs)
+            order = self.orders[order_id]
+            created = self.shipments.pop(whole)["created_at"]
+            ids: list[str] = []
+            start = 0
+            for group in groups:
+                shipment_id = "D" + "".join(self._rng.choice("ABCDEFGHJKLMNPQRSTUVWXYZabcdefghjkmnpqrstuvwxyz23456789")
+                                            for _ in range(8))
+                lines = order["orderItems"][start:start + len(group)]
+                start += len(group)
+                self.shipments[shipment_id] = {"id": shipment_id, "order_id": order_id, "status": "Created",
+                                               "created_at": created, "items": [i["orderItemId"] for i in lines]}
+                ids.append(shipment_id)
+            order["fulfillmentOrders"] = [{"fulfillmentOrderId": i} for i in ids]
+            if notify:
+                for shipment_id in ids:
+                    self._shipment_notice(self.shipments[shipment_id])
+        return order_id, ids
+
     def cancel_shipment(self, shipment_id: str, *, notify: bool = True) -> None:
         """Amazon cancelled the shipment (the buyer cancelled): Cancelled notification, order CANCELLED."""
         with self.lock:
@@ -794,26 +868,39 @@ class AmazonSandbox(SandboxBase):
 
     def authorized_nfe(self, shipment_id: str, number: int, *, issuer: str = "11222333000181",
                        ncm: str = "61091000") -> tuple[str, str]:
-        """(access key, nfeProc XML) of a note an ERP would issue for the shipment: its buyer, its SKUs, SEFAZ's
-        protocol (tests and the demo use it where no ERP sandbox issues the note)."""
+        """(access key, nfeProc XML) of the note an ERP would issue for the shipment (tests and the demo use it where
+        no ERP sandbox issues the note): its buyer and delivery address, its items, the order's payment, Amazon as
+        intermediary, signed, with SEFAZ's protocol; valid against the NF-e 4.00 schema (:mod:`hub.sandbox.nfe`)."""
         with self.lock:
-            order = self.orders[self.shipments[shipment_id]["order_id"]]
+            shipment = self.shipments[shipment_id]
+            order = self.orders[shipment["order_id"]]
             buyer = next(r for r in order["tax"]["taxRegistrations"] if r["entityType"] == "BUYER")
-            first43 = f"352612{issuer}55001{number:09d}1{number * 7 % 10**8:08d}"
-            key = first43 + str(access_key_check_digit(first43))
-            tag = "CNPJ" if len(buyer["taxRegistrationNumber"]) == 14 else "CPF"
-            items = "".join(
-                f"<det nItem=\"{n}\"><prod><cProd>{i['product']['sellerSku']}</cProd><xProd>{i['product']['title']}"
-                f"</xProd><NCM>{ncm}</NCM><CFOP>5102</CFOP><qCom>{i['quantityOrdered']}</qCom></prod></det>"
-                for n, i in enumerate(order["orderItems"], start=1))
-            xml = (f"<nfeProc xmlns=\"http://www.portalfiscal.inf.br/nfe\" versao=\"4.00\"><NFe>"
-                   f"<infNFe Id=\"NFe{key}\" versao=\"4.00\"><ide><mod>55</mod><serie>1</serie>"
-                   f"<nNF>{number}</nNF></ide><emit><CNPJ>{issuer}"
-                   f"</CNPJ></emit><dest><{tag}>{buyer['taxRegistrationNumber']}</{tag}><xNome>"
-                   f"{buyer['legalName']}</xNome></dest>{items}</infNFe></NFe><protNFe versao=\"4.00\"><infProt>"
-                   f"<tpAmb>2</tpAmb><chNFe>{key}</chNFe><nProt>1{key[-14:]}</nProt><cStat>100</cStat><xMotivo>"
-                   "Autorizado o uso da NF-e</xMotivo></infProt></protNFe></nfeProc>")
-            return key, xml
+            delivery = order["recipient"]["deliveryAddress"]
+            extended = delivery.get("extendedFields") or {}
+            lines = self._items_of(shipment)
+            execution = (order["payment"]["paymentExecutions"] or [{}])[0]
+        issued = datetime.now(nfe.BRT)
+        key = nfe.access_key("SP", issued, issuer, 1, number, number * 7)
+        items = [nfe.Item(sku=i["product"]["sellerSku"], name=i["product"]["title"], ncm=ncm,
+                          quantity=Decimal(str(i["quantityOrdered"])),
+                          unit_price=Decimal(i["product"]["price"]["unitPrice"]["amount"])) for i in lines]
+        total = sum((i.quantity * i.unit_price for i in items), Decimal("0"))
+        method = str(execution.get("paymentMethod") or "Other")
+        card = nfe.Card(execution.get("acquirerId"), execution.get("cardBrand"), execution.get("authorizationCode")) \
+            if method in ("CreditCard", "DebitCard") else None
+        recipient = nfe.Party(document=buyer["taxRegistrationNumber"], name=buyer["legalName"],
+                              street=extended.get("streetName") or delivery.get("addressLine1") or "-",
+                              number=extended.get("streetNumber") or "S/N",
+                              district=extended.get("neighborhood") or delivery.get("districtOrCounty") or "-",
+                              city=delivery.get("city") or "-", uf=delivery.get("stateOrRegion") or "SP",
+                              zip=delivery.get("postalCode") or "", phone=delivery.get("phone"))
+        xml = nfe.authorized_nfe(
+            key=key, issued=issued, recipient=recipient, items=items,
+            issuer=nfe.Party(document=issuer, name="Loja Modelo Comércio Ltda", ie="110042490114",
+                             street="Avenida Paulista", number="1000", district="Bela Vista", zip="01310100"),
+            payments=[(TPAG.get(method, "99"), total, card)], intermediary=MARKETPLACE_CNPJ,
+            intermediary_id=self.seller_id, extra_info=f"Amazon order {order['orderId']}, shipment {shipment_id}")
+        return key, xml
 
     # --- what `hub demo` asks for without knowing ids ---------------------------------------------------------
 
@@ -849,6 +936,16 @@ class AmazonSandbox(SandboxBase):
     def demo_order_of(self, sku: str) -> str:
         with self.lock:
             order_id, _ = self._create([(sku, 1, "10.00")])
+        return order_id
+
+    def demo_split_order(self) -> str:
+        """An order of two offers that Amazon delivers in two shipments (two AmazonShipmentIds); its id."""
+        with self.lock:
+            offers = self._offers()
+        if not offers:
+            raise ValueError("no FBA Onsite offer on Amazon yet: sync the offers first")
+        (first, first_price), (second, second_price) = offers[0], offers[1 % len(offers)]
+        order_id, _ = self.create_split_order([[(first, 1, first_price)], [(second, 2, second_price)]])
         return order_id
 
     def demo_cancel_order(self) -> str:
@@ -938,6 +1035,7 @@ class AmazonSandbox(SandboxBase):
                            for e in {e["shipment"]: e for e in reversed(self.submissions)}.values())
             orders = max(1, len(self.orders))
             per_order = {op: round(n / orders, 3) for op, n in sorted(self.operations.items()) if op != "unknown"}
+            operations = {op: n for op, n in self.operations.items() if op != "unknown"}
 
         def pct(q: float) -> float | None:
             return round(waits[min(len(waits) - 1, int(q * len(waits)))], 3) if waits else None
@@ -948,6 +1046,10 @@ class AmazonSandbox(SandboxBase):
             "calls_per_order": per_order,
             "plan_share_at_1000_orders_per_hour": {
                 op: f"{100 * n * 1000 / 3600 / PLANS[op].rate:.0f}%" for op, n in per_order.items() if op in PLANS},
+            # raw counts and each operation's plan (requests/s): a bench divides them by its own window
+            "orders": len(self.orders), "operations": dict(operations),
+            "usage_plans": {op: plan.rate * self.settings.plan_scale for op, plan in PLANS.items()}
+            if self.settings.plan_scale else {},
         }
         return found
 

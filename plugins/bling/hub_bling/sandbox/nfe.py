@@ -11,10 +11,12 @@ or 11 (Bloqueada). A note sent once is never accepted for sending again, unless 
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-import hub.sandbox.xmltree as xmltree
 from hub.models import access_key_check_digit
+from hub.sandbox import nfe
 from starlette.responses import Response
 
 from .common import STAMP, ApiError, Call, field, invalid, money, not_found, ok, page_of
@@ -151,27 +153,46 @@ def _access_key(st: State, note: dict[str, Any], numero: int) -> str:
 
 
 def _xml(st: State, note: dict[str, Any], key: str) -> str:
-    """The authorized note's ``nfeProc``, built by :mod:`hub.sandbox.xmltree` (an ``&`` in a name stays well-formed)."""
+    """The authorized note's ``nfeProc``, valid against the NF-e 4.00 schema (:mod:`hub.sandbox.nfe`, signed with the
+    sandbox's throwaway certificate): the contact as recipient, the items with their NCM, CEST, origem and GTIN, the
+    sale's freight, discount, installments (tPag from the payment method's ``tipoPagamento``, ``caut``) and its
+    intermediary (``intermediador.cnpj``, a marketplace sale)."""
     c = note["contato"]
-    doc_tag = "CNPJ" if c["tipoPessoa"] == "J" else "CPF"
-    items = [{"@nItem": i, "prod": {
-        "cProd": it["codigo"], "xProd": it["descricao"], "NCM": digits(it["classificacaoFiscal"]), "CFOP": it["cfop"],
-        "qCom": it["quantidade"], "vUnCom": it["valor"], "vProd": f"{it['valorTotal']:.2f}"}}
-        for i, it in enumerate(note["itens"], start=1)]
-    protocol = f"1{UF_CODES[ISSUER_UF]}{key[-13:]}"
-    return xmltree.build("nfeProc", {
-        "@xmlns": "http://www.portalfiscal.inf.br/nfe", "@versao": "4.00",
-        "NFe": {"infNFe": {
-            "@Id": f"NFe{key}", "@versao": "4.00",
-            "ide": {"cUF": key[:2], "natOp": "Venda de mercadoria", "mod": 55, "serie": note["serie"],
-                    "nNF": note["numero"], "dhEmi": f"{note['dataEmissao'].replace(' ', 'T')}-03:00", "tpNF": 1,
-                    "tpAmb": 2},
-            "emit": {"CNPJ": digits(st.company_cnpj), "xNome": "Loja Modelo Comércio de Artigos Ltda"},
-            "dest": {doc_tag: digits(c["numeroDocumento"]), "xNome": c["nome"]},
-            "det": items,
-            "total": {"ICMSTot": {"vNF": f"{note['valorNota']:.2f}"}}}},
-        "protNFe": {"@versao": "4.00", "infProt": {"tpAmb": 2, "chNFe": key, "nProt": protocol, "cStat": 100,
-                                                    "xMotivo": "Autorizado o uso da NF-e"}}})
+    address = c["endereco"]
+    sale = st.sales.get(st.nmeta[note["id"]].order or 0) if note["id"] in st.nmeta else None
+    items, gross = [], Decimal("0")
+    for it in note["itens"]:
+        quantity, price = Decimal(str(it["quantidade"])), Decimal(str(it["valor"]))
+        gross += quantity * price
+        items.append(nfe.Item(sku=it["codigo"] or it["descricao"], name=it["descricao"],
+                              ncm=digits(it["classificacaoFiscal"]), quantity=quantity, unit_price=price,
+                              cfop=it["cfop"], origin=int(it["origem"] or 0), gtin=it.get("gtin") or None,
+                              cest=it.get("cest") or None, unit=it.get("unidade") or "UN"))
+    freight = Decimal(str(note.get("valorFrete") or 0))
+    discount = max(Decimal("0"), gross + freight - Decimal(str(note["valorNota"])))
+    payments = []
+    for p in note.get("parcelas") or []:
+        method = st.payment_methods.get(int((p.get("formaPagamento") or {}).get("id") or 0)) or {}
+        kind = "".join(ch for ch in str(method.get("tipoPagamento") or "") if ch.isdigit())
+        tpag = kind.zfill(2) if 0 < len(kind) <= 2 else "99"
+        card = nfe.Card(authorization=p.get("caut") or None) if tpag in ("03", "04") else None
+        payments.append((tpag, Decimal(str(p["valor"])), card))
+    intermediary = (sale or {}).get("intermediador") or {}
+    recipient = nfe.Party(document=c["numeroDocumento"], name=c["nome"], street=address.get("endereco") or "-",
+                          number=address.get("numero") or "S/N", district=address.get("bairro") or "-",
+                          city=address.get("municipio") or "-", uf=address.get("uf") or ISSUER_UF,
+                          zip=address.get("cep") or "", complement=address.get("complemento") or None,
+                          phone=c.get("telefone") or None, email=c.get("email") or None,
+                          ie=c.get("ie") or None if c.get("contribuinte") == 1 else None)
+    issuer = nfe.Party(document=st.company_cnpj, name="Loja Modelo Comércio de Artigos Ltda", ie="110042490114",
+                       street="Avenida Paulista", number="1000", district="Bela Vista", uf=ISSUER_UF,
+                       zip="01310100")
+    cnpj = digits(intermediary.get("cnpj"))
+    return nfe.authorized_nfe(key=key, issued=datetime.fromisoformat(note["dataEmissao"]), issuer=issuer,
+                              recipient=recipient, items=items, payments=payments, freight=freight,
+                              discount=discount, intermediary=cnpj if len(cnpj) == 14 else None,
+                              intermediary_id=intermediary.get("nomeUsuario") or None,
+                              received=st.clock.now(), extra_info=f"Pedido {note.get('numeroPedidoLoja') or ''}")
 
 
 def sent(st: State, nid: int) -> bool:

@@ -86,3 +86,54 @@ def problems(order: dict[str, Any], fiscal_of: dict[str, dict[str, Any] | None],
         found.append(_issue(TOKEN_EXPIRED, "channel", f"the {order.get('channel')} token expired on "
                                                       f"{token_expires:%Y-%m-%d}"))
     return found
+
+
+TPAG_WORDS = (("pix", "17"), ("boleto", "15"), ("débito", "04"), ("debit", "04"), ("crédito", "03"),
+              ("credit", "03"))
+"""Plugg.to carries a payment as the channel's text: the tPag a note prints for it (else 99, Outros)."""
+
+
+def _party(order: dict[str, Any], prefix: str, document: str) -> Any:
+    import hub.sandbox.nfe as nfe
+
+    def part(name: str) -> str:
+        return str(order.get(f"{prefix}_{name}") or order.get(f"payer_{name}") or "")
+
+    return nfe.Party(document=document, name=str(order.get(f"{prefix}_name") or order.get("payer_name") or "-"),
+                     street=part("address") or "-", number=part("address_number") or "S/N",
+                     district=part("neighborhood") or "-", city=part("city") or "-", uf=part("state") or "SP",
+                     zip=_digits(part("zipcode")) or "00000000", complement=part("address_complement") or None,
+                     email=str(order.get("payer_email") or "") or None)
+
+
+def nfe_xml(order: dict[str, Any], fiscal_of: dict[str, dict[str, Any] | None], key: str, issued: datetime
+            ) -> str:
+    """The authorized ``nfeProc`` of an order's note (the shared sandbox NF-e, :mod:`hub.sandbox.nfe`): the payer as
+    recipient, the items with their SKU's NCM, CEST and origem, the order's freight, discount and payments."""
+    from decimal import Decimal
+
+    import hub.sandbox.nfe as nfe
+
+    document = _digits(order.get("payer_cnpj") or order.get("payer_cpf") or order.get("payer_tax_id")
+                       or order.get("payer_document"))
+    prefix = "receiver" if any(order.get(f"receiver_{p}") for p in ADDRESS_PARTS) else "payer"
+    items = []
+    for item in order.get("items") or []:
+        sku = str((item.get("variation") or {}).get("sku") or item.get("sku") or "")
+        fiscal = fiscal_of.get(sku) or {}
+        items.append(nfe.Item(sku=sku, name=str(item.get("name") or sku),
+                              ncm=str(fiscal.get("ncm") or fiscal.get("nbm") or ""),
+                              quantity=Decimal(str(item.get("quantity") or 1)),
+                              unit_price=Decimal(str(item.get("price") or 0)),
+                              origin=int(fiscal.get("origin") or 0), cest=fiscal.get("cest") or None))
+    payments = []
+    for payment in order.get("payments") or []:
+        text = f"{payment.get('payment_method') or ''} {payment.get('payment_type') or ''}".lower()
+        tpag = next((code for word, code in TPAG_WORDS if word in text), "99")
+        payments.append((tpag, Decimal(str(payment.get("payment_total") or 0)), None))
+    xml: str = nfe.authorized_nfe(key=key, issued=issued, issuer=nfe.Party(document=ISSUER_CNPJ,
+                                                                           name="Loja Modelo Ltda", ie="110042490114"),
+                                  recipient=_party(order, prefix, document), items=items, payments=payments,
+                                  freight=Decimal(str(order.get("shipping") or 0)),
+                                  discount=Decimal(str(order.get("discount") or 0)))
+    return xml

@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Awaitable, Callable, Hashable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs
@@ -129,6 +129,10 @@ class PluggtoSandbox(SandboxBase):
         self.notify_url: str | None = None
         self.notify_log: list[dict[str, Any]] = []
         self._nfe_numbers = itertools.count(1)
+        self.nfe_files: dict[str, str] = {}
+        """Access key -> the authorized note's XML, served at each note's ``files`` URL (a public link, assumed)."""
+        self.files_url = "https://files.plugg.to/nfe"
+        """Where the notes' XML files are published; the sandbox's own ``/files/nfe`` once it is served."""
         self.app = Starlette(routes=[
             Route("/oauth/token", self._token, methods=["POST"]),
             Route("/users", self._api(self._users), methods=["GET"]),
@@ -141,6 +145,7 @@ class PluggtoSandbox(SandboxBase):
             Route("/invoices", self._api(self._invoices), methods=["GET", "POST"]),
             Route("/invoices/{id}", self._api(self._invoice), methods=["GET"]),
             Route("/invoices/{id}/resend", self._api(self._resend), methods=["POST"]),
+            Route("/files/nfe/{key}.xml", self._nfe_file, methods=["GET"]),
         ])
 
     # --- settings and the protocol ---------------------------------------------------------------------------------
@@ -152,9 +157,12 @@ class PluggtoSandbox(SandboxBase):
         self._limits.reset()
 
     def connection(self, base_url: str) -> dict[str, Any]:
+        self.files_url = f"{base_url.rstrip('/')}/files/nfe"
         rate = self.settings.rate_per_second
         return {"options": {"base_url": base_url, "rate_per_second": rate if rate is not None else 1000,
-                            "user_id": self.user_id},
+                            "user_id": self.user_id,
+                            # a note settles after nfe_delay_seconds here (not "up to an hour"): read it that often
+                            "nfe_poll_seconds": max(0.2, self.settings.nfe_delay_seconds)},
                 "credentials": {"client_id": self.client_id, "client_secret": self.client_secret,
                                 "username": self.username, "password": self.password,
                                 "webhook_token": self.webhook_token}}
@@ -745,9 +753,11 @@ class PluggtoSandbox(SandboxBase):
             note.update(nfe_status="rejected", issues=issues)
             return
         number = next(self._nfe_numbers)
-        key = issuer.access_key(number, now, int(note["id"], 16))
+        local = now.astimezone(timezone(timedelta(hours=-3)))  # the key's AAMM is the emission's, Brasília time
+        key = issuer.access_key(number, local, int(note["id"], 16))
+        self.nfe_files[key] = issuer.nfe_xml(order, holders, key, now)
         note.update(nfe_status="authorized", issues=[], number=str(number), nfe_serie="1", nfe_key=key,
-                    nfe_date=_stamp(now), files=[{"url": f"https://files.plugg.to/nfe/{key}.xml",
+                    nfe_date=_stamp(now), files=[{"url": f"{self.files_url}/{key}.xml",
                                                   "type": "xml_authorization"}])
         order["status"] = "invoiced"
         order["modified"] = _stamp()
@@ -797,6 +807,14 @@ class PluggtoSandbox(SandboxBase):
                 return error(404, "not_found", f"Invoice {request.path_params['id']} not found")
             self._settle(note)
             return JSONResponse({"Invoice": _public(note)})
+
+    async def _nfe_file(self, request: Request) -> Response:
+        """An authorized note's XML, at the link its ``files`` entry gives (no token: a published file)."""
+        with self.lock:
+            xml = self.nfe_files.get(request.path_params["key"])
+        if xml is None:
+            return error(404, "not_found", f"File {request.path_params['key']}.xml not found")
+        return Response(xml, media_type="application/xml")
 
     async def _resend(self, request: Request) -> Response:
         """A rejected note, corrected, goes to SEFAZ again: the same note (its number and id), never a new one."""
