@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from hub.crypto import Vault
+from hub.ratelimit import PROCESS_THROTTLE
 from hub.registry import get_registry
 from hub.sandbox import serve
 from hub.settings import Settings
@@ -22,8 +23,10 @@ from hub.testing import fresh_database_url
 
 @pytest.fixture(autouse=True)
 def _fresh_connection_caches() -> None:
-    """Each test's sandboxes are new platforms, even on a port an earlier test's sandbox used."""
+    """Each test's sandboxes are new platforms, even on a port an earlier test's sandbox used: no cached lookup, and
+    no budget booked by an earlier test (Amazon's searchOrders refills one call per 3 minutes)."""
     clear_connection_caches()
+    PROCESS_THROTTLE.reset()
 
 
 @pytest.fixture

@@ -104,6 +104,13 @@ class LocalThrottle:
         with self._lock:
             return self._locks.setdefault(key, threading.Lock())
 
+    def reset(self) -> None:
+        """Forget every booked slot and counter, as a new process starts (a test's platforms are new accounts)."""
+        with self._lock:
+            self._next.clear()
+            self._streak.clear()
+            self._counts.clear()
+
     def count(self, key: str, period_key: str, ttl_seconds: int) -> int:
         with self._lock:
             for old in [k for k in self._counts if k[0] == key and k[1] != period_key]:
