@@ -102,6 +102,8 @@ BACKEND_WORDS = ("fresh_database_url", "scratch_runtime", "Harness", "hub.store"
 
 
 def _touches_backend(item: pytest.Item) -> bool:
+    if item.get_closest_marker("own_store") is not None:
+        return False
     if {"rt", "settings"} & set(getattr(item, "fixturenames", ())):
         return True
     function = getattr(item, "function", None)

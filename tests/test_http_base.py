@@ -294,6 +294,27 @@ def test_a_401_is_renewed_through_the_cores_refresh_and_the_call_then_succeeds(r
     assert API.get(ctx, "/orders").json()["ok"] is True
 
 
+def test_a_write_under_a_lock_that_redis_lost_is_not_sent(tiny: tuple[Tiny, Served]) -> None:
+    url = os.environ.get("HUB_TEST_REDIS_URL")
+    if not url:
+        pytest.skip("needs Redis (set HUB_TEST_REDIS_URL)")
+    import redis
+
+    platform, served = tiny
+    namespace = f"hub-test:{uuid.uuid4()}"
+    ctx = context(served)
+    ctx.budget = RedisThrottle(url, namespace=namespace)
+    with ctx.lock("customer:52998224725"):
+        assert API.post(ctx, "/orders", json={"email": "a@b.c"}).status_code < 300
+        store = redis.Redis.from_url(url)
+        store.delete(*store.keys(f"{namespace}:lock:*"))  # a FLUSHDB, or a restart without persistence
+        lost = raised(lambda: API.post(ctx, "/orders", json={"email": "a@b.c"}))
+        assert isinstance(lost, Retriable) and "lock 'customer:52998224725' was lost" in lost.message
+    assert platform.hits["POST /api/orders"] == 1, "the write after the lock was lost never went out"
+    with ctx.lock("customer:52998224725"):  # taken again on the retry; released cleanly above
+        assert API.post(ctx, "/orders", json={"email": "a@b.c"}).status_code < 300
+
+
 @pytest.mark.parametrize("where", ["process", "redis"])
 def test_a_burst_budget_is_shared_in_process_and_through_redis(where: str) -> None:
     if where == "redis":

@@ -25,7 +25,8 @@ from datetime import UTC, datetime
 
 __all__ = [
     "AuthExpired", "AuthRevoked", "BadSignature", "ConfigError", "ConnectorError", "Fatal", "HubError",
-    "InvalidRecord", "NotFound", "PaginationLoop", "QuotaExhausted", "RateLimited", "Retriable", "SchemaOutOfDate",
+    "InvalidRecord", "LeaseLost", "NotFound", "PaginationLoop", "QuotaExhausted", "RateLimited", "Retriable",
+    "SchemaOutOfDate",
 ]
 
 
@@ -114,6 +115,14 @@ class InvalidRecord(HubError):
         super().__init__(message, fix=fix)
         self.field = field
         self.record = record
+
+
+class LeaseLost(HubError):
+    """Raised by the core before a write, never by a plugin: this worker held the operation past its lease and
+    another worker took it over, so it must send nothing more (two workers creating one sale would be two orders).
+    A plugin lets it through; catching it would send the write the fence stopped."""
+
+    default_fix = "Nothing to do: another worker runs the operation. Frequent ones mean overloaded workers."
 
 
 class PaginationLoop(Fatal):

@@ -7,7 +7,10 @@ route that reads the event's stream from that connection, marks those routes due
 every ``hub run`` (:mod:`hub.sync.targets`: in this process, and through Redis in the others). The route's run then
 re-reads only the named records from the API when the plugin can (``pull_records``), or runs an ordinary
 incremental sync; the incremental run stays the backstop, so a lost, duplicated or out-of-order webhook does no
-harm. Nothing slow happens before the answer (one transaction), well inside the 5 s platforms allow.
+harm. An event about a record an operation of that connection is waiting on (a note SEFAZ held when last read:
+its id is the operation's remote id) makes that operation due now, so the wait ends when the platform says so,
+not at the next scheduled read. Nothing slow happens before the answer (one transaction), well inside the 5 s
+platforms allow.
 
 The endpoint faces the internet: a body over 1 MB is refused (413) without being read or held, events are
 validated before they touch the store (4xx, never a 500), and concurrent deliveries of one event insert it once
@@ -33,7 +36,7 @@ from hub.errors import BadSignature, HubError, InvalidRecord
 from hub.platform import WebhookEvent
 from hub.privacy import mask_documents
 from hub.store.engine import utcnow
-from hub.store.schema import Connection, Route
+from hub.store.schema import Connection, Operation, Route
 from hub.store.schema import WebhookEvent as SeenEvent
 from hub.sync import targets
 from hub.sync.loading import Runtime, connection_context
@@ -109,9 +112,17 @@ def accept(rt: Runtime, tenant: str, connection: str, headers: dict[str, str], b
                         targets.record(s, rt.store.dialect, tenant, route.id, stream,
                                        [e.external_id for e in fresh if e.stream == stream], now)
                     s.execute(update(Route).where(Route.id == route.id).values(next_run_at=now))
+        named = sorted({e.external_id for e in fresh if e.external_id})
+        woken = s.execute(update(Operation).where(  # type: ignore[attr-defined]
+            Operation.connection_id == conn.id, Operation.remote_id.in_(named), Operation.state == "pending",
+            Operation.available_at > now).values(available_at=now)).rowcount if named else 0
     if triggered:
         targets.wake(rt.settings.redis_url if rt.settings is not None else None)
-    return {"accepted": len(fresh), "duplicates": len(events) - len(fresh), "routes": sorted(triggered)}
+    result: dict[str, object] = {"accepted": len(fresh), "duplicates": len(events) - len(fresh),
+                                 "routes": sorted(triggered)}
+    if woken:
+        result["operations_woken"] = int(woken)
+    return result
 
 
 class TooLarge(Exception):

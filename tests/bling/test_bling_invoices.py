@@ -4,6 +4,8 @@ never two notes for one sale."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from hub.models import Invoice
 from hub.models.types import access_key_check_digit
@@ -11,7 +13,7 @@ from hub.store.schema import Binding, Connection, Operation, Record
 from hub_bling.sandbox import nfe
 from sqlalchemy import select, update
 
-from tests.bling.conftest import World, customer, sale
+from tests.bling.conftest import TENANT, World, customer, sale
 from tests.bling.test_bling_sales import MAPPINGS
 
 
@@ -54,6 +56,44 @@ def test_an_authorized_nfe_is_stored_with_its_checked_access_key(world: World):
     with world.rt.store.sessions() as s:
         bound = s.scalars(select(Binding.external_id).where(Binding.entity == "invoices")).all()
     assert bound == [str(note["id"])], "the invoice record is bound to Bling's note, not to its order"
+
+
+def test_a_note_sefaz_still_holds_is_read_again_2_s_after_it_was_sent_not_a_poll_period_later(world: World):
+    items = _setup(world)
+    world.box.update_settings(nfe_delay_seconds=1.0)
+    world.stage("sales", "sales", sale("N-5", items, status="closed", buyer=customer()))
+    started = time.monotonic()
+    world.drain()
+    elapsed = time.monotonic() - started
+    (emit,) = world.ops(kind="emit_invoice")
+    assert emit.state == "done", emit.last_error
+    (note,) = _notes(world, "N-5")
+    reads = [r for r in world.box.request_log if r["method"] == "GET" and r["path"].endswith(f"/nfe/{note['id']}")]
+    assert len(reads) == 2, "before sending, and once 2 s after, when SEFAZ had answered (not right after sending)"
+    assert elapsed < 4.5, f"the authorized note was stored {elapsed:.1f} s after the sale arrived"
+
+
+def test_blings_invoice_webhook_ends_the_wait_for_sefaz_at_once(world: World):
+    from hub import webhooks
+    from hub.sandbox import serve
+    from hub.sync.loading import ensure_auth
+
+    from tests.bling.test_bling_webhooks import know_company
+
+    items = _setup(world)
+    ensure_auth(world.rt, world.bling_id)
+    know_company(world)
+    world.box.update_settings(nfe_delay_seconds=6.5)  # read 2, 4 and 6 s after sending: still with SEFAZ
+    with serve(webhooks.app(world.rt)) as receiver:
+        world.box.subscribe(f"{receiver.base_url}/webhooks/{TENANT}/erp")
+        world.stage("sales", "sales", sale("N-6", items, status="closed", buyer=customer()))
+        started = time.monotonic()
+        world.drain()
+        elapsed = time.monotonic() - started
+    (emit,) = world.ops(kind="emit_invoice")
+    assert emit.state == "done", emit.last_error
+    assert [(w["event"], w["status"]) for w in world.box.webhook_log] == [("invoice.updated", 200)]
+    assert elapsed < 8.0, f"stored {elapsed:.1f} s after the sale arrived: at the read 9 s after sending, not at once"
 
 
 def test_bling_rules_are_checked_before_any_note_is_attempted(world: World):

@@ -5,13 +5,17 @@ transition manager."""
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
 
 from hub.models import Payment, Sale, SaleItem, Seller
-from hub.store.schema import Binding, Operation
-from sqlalchemy import delete, update
+from hub.store.schema import ApiCall, Binding, Operation
+from hub.sync.context import clear_connection_caches
+from hub.sync.operations import execute
+from sqlalchemy import delete, select, update
 
 from tests.bling.conftest import CPF_OK, TENANT, World, customer, final_consumer_id, parents, sale
 
@@ -107,6 +111,32 @@ def test_one_order_per_sale_after_a_crash_and_after_a_timeout_on_post(world: Wor
     world.drain()
     assert len(_orders(world, "4002")) == 1
     assert all(o.state == "done" for o in world.ops(kind="push_sale"))
+
+
+def test_a_worker_stalled_past_its_lease_writes_nothing_once_another_worker_took_the_sale_over(world: World):
+    skus = _catalog(world)
+    _sales_route(world)
+    world.stage("sales", "sales", sale("4003", skus[:1], status="closed"))
+    (push,) = world.ops(kind="push_sale")
+    # Worker A claims the sale with a 0.5 s lease, then its first read stalls for 2 s (an overloaded machine, a
+    # long wait for a token): long enough for worker B to take the operation over and create the order.
+    world.box.fault_delay = 2.0
+    world.box.inject_fault("timeout", 1, method="GET")
+    stalled = dataclasses.replace(world.rt, lease_seconds=0.5)
+    outcome: list[str] = []
+    worker_a = threading.Thread(target=lambda: outcome.append(execute(stalled, push.id)))
+    worker_a.start()
+    time.sleep(1.0)
+    clear_connection_caches()  # B is another process: its own caches, not A's half-loaded ones
+    assert execute(world.rt, push.id) == "done"
+    worker_a.join(10)
+    assert len(_orders(world, "4003")) == 1, "the stalled worker created the order a second time"
+    assert outcome == ["taken over"]
+    with world.rt.store.sessions() as s:
+        errors = [e for e in s.scalars(select(ApiCall.error).where(ApiCall.error.is_not(None)))]
+    assert any("another worker took this operation over" in e for e in errors), errors
+    (push,) = world.ops(kind="push_sale")
+    assert push.state == "done" and push.remote_id
 
 
 def test_a_sales_first_attempt_costs_one_call_plus_the_routes_actions_with_no_lookup_before_the_create(world: World):

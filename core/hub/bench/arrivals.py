@@ -17,6 +17,9 @@ sandbox the scenario gives one. The figures are read from the sandboxes, as the 
 * a sandbox whose figures carry ``operations`` (requests per operation) and ``usage_plans`` (each operation's
   rate, requests/s) gives calls per order and the observed rate of each operation as a share of its plan;
 * every sandbox gives its 429s (``throttled``) and requests.
+
+The hub's webhook endpoint is served as ``hub run`` serves it, and the sales route's sink sandbox delivers its
+webhooks there when it has any (``webhooks_from``): Bling announces each note SEFAZ settled (``invoice.updated``).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from hub import webhooks
 from hub.bench.e2e import _percentile, plan
 from hub.bench.sandboxes import Child, start_sandboxes
 from hub.config import apply as applying
@@ -37,6 +41,7 @@ from hub.crypto import Vault
 from hub.demo import open_scenario
 from hub.errors import ConfigError
 from hub.registry import get_registry
+from hub.sandbox import Served, serve
 from hub.settings import Settings
 from hub.store import migrate
 from hub.store.engine import Store
@@ -132,6 +137,7 @@ def run_steady(path: Path, orders_per_hour: float, duration: float, sefaz_delay:
         settings = Settings(home=Path(tmp), database_url=f"sqlite:///{Path(tmp) / 'hub.db'}")
         store = Store.from_url(settings.resolved_database_url())
         loops: list[_Loop] = []
+        receiver: Served | None = None
         try:
             migrate.upgrade(store)
             rt = Runtime(store=store, vault=Vault(settings), registry=registry)
@@ -154,6 +160,8 @@ def run_steady(path: Path, orders_per_hour: float, duration: float, sefaz_delay:
             sync_route(rt, scenario.tenant, sales.route)
             with store.sessions() as s:
                 route_id = find_route(s, scenario.tenant, sales.route).id
+            receiver = serve(webhooks.app(rt))
+            webhooks_from = _subscribe(children, receiver, scenario.tenant, sales.sink)
             _Calls().all(children)  # empties the request logs: what they hold next is the window's
             calls = _Calls()
             before = calls.all(children)
@@ -192,6 +200,7 @@ def run_steady(path: Path, orders_per_hour: float, duration: float, sefaz_delay:
             figures["calls_per_order"] = {name: shape for name, shape in calls.per_order(count).items()
                                           if name not in figures["usage_plans"]}
             figures.update(sefaz_delay_seconds=sefaz_delay, sefaz_delay_on=delayed, poll_seconds=poll_seconds,
+                           webhooks_from=webhooks_from,
                            polls=loops[0].runs, loop_errors={loop.name: loop.errors for loop in loops if loop.errors},
                            sandboxes={c: {"platform": tenant.connections[c].platform, **child.kwargs}
                                       for c, child in children.items()})
@@ -203,7 +212,20 @@ def run_steady(path: Path, orders_per_hour: float, duration: float, sefaz_delay:
                 loop.join(timeout=30)
             for child in children.values():
                 child.stop()
+            if receiver is not None:
+                receiver.stop()
             store.engine.dispose()
+
+
+def _subscribe(children: dict[str, Child], receiver: Served, tenant: str, sink: str) -> list[str]:
+    """Point the sink's sandbox at the hub's webhook endpoint, as the account's settings would (``hub run`` serves
+    it): a note SEFAZ authorizes is announced at once instead of waiting for the next read. A sandbox with no
+    webhooks to send (its platform has none) is left as it is."""
+    try:
+        children[sink].method("subscribe", f"{receiver.base_url}/webhooks/{tenant}/{sink}")
+    except RuntimeError:
+        return []
+    return [sink]
 
 
 def _report(rt: Runtime, tenant: str, route_id: int, before: dict[str, dict[str, Any]],

@@ -27,8 +27,8 @@ import ssl
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar, cast
@@ -37,6 +37,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.config.routes import TransitionRule
+from hub.errors import Retriable
 from hub.models import Ref
 from hub.ratelimit import BULK, PROCESS_THROTTLE, URGENT, Throttle, pace
 
@@ -45,6 +46,7 @@ __all__ = ["URGENT_STREAMS", "ApiEntry", "ConnectionCache", "ConnectorContext", 
 
 T = TypeVar("T")
 R = TypeVar("R")
+READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 _tls: ssl.SSLContext | None = None
 
@@ -73,6 +75,24 @@ ROTATING_CREDENTIALS = frozenset({"access_token", "refresh_token", "id_token", "
 _MISSING = object()
 _FINGERPRINT_KEY = os.urandom(32)
 """The fingerprint is an HMAC under a key that never leaves this process: it cannot be used to guess a secret."""
+
+
+def _still_held(name: str, held: Any) -> None:
+    """Renew a Redis lock before a write made under it, or stop the write if the lock is no longer this worker's
+    (a process lock cannot be lost)."""
+    from redis.exceptions import LockError
+
+    reacquire = getattr(held, "reacquire", None)
+    if reacquire is None:
+        return
+
+    try:
+        reacquire()
+    except LockError:
+        raise Retriable(f"the lock {name!r} was lost before a write made under it (it expired, or Redis lost it), "
+                        "so the write was not sent; it is retried with the lock taken again",
+                        fix="Nothing to do if this is rare; if frequent, the workers stall for longer than the "
+                            "lock's timeout (an overloaded machine).") from None
 
 
 def connection_fingerprint(options: dict[str, Any], credentials: dict[str, str]) -> str:
@@ -285,6 +305,9 @@ class ConnectorContext:
     _finder: Callable[[str, str], str | None] | None = None
     _carrier: Callable[[str, str], bool] | None = None
     _remote_id_sink: Callable[[str], None] | None = None
+    _before_write: Callable[[], None] | None = None
+    """In an operation: renews the operation's lease before each write, or raises :class:`hub.errors.LeaseLost`
+    when another worker took the operation over (the fence that keeps a stalled worker from writing twice)."""
     calls: list[ApiEntry] = field(default_factory=list)
     budget: Throttle = PROCESS_THROTTLE
     priority: str | None = None
@@ -294,6 +317,7 @@ class ConnectorContext:
     """What the plugin keeps for this context's life only (one operation, one pull run); see the module doc."""
     _client: httpx.Client | None = None
     _cache: ConnectionCache | None = None
+    _held: list[tuple[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.credentials = _Secrets(self.credentials)
@@ -318,6 +342,11 @@ class ConnectorContext:
         return self._client
 
     def _on_request(self, request: httpx.Request) -> None:
+        if request.method not in READS:
+            if self._before_write is not None:
+                self._before_write()
+            for name, held in self._held:
+                _still_held(name, held)
         request.extensions["hub_started"] = time.perf_counter()
 
     def _on_response(self, response: httpx.Response) -> None:
@@ -341,10 +370,26 @@ class ConnectorContext:
         return pace(self.budget, key, per_second, burst=burst, per_day=per_day, day_tz=day_tz,
                     priority=self.priority or budget_priority(self.stream))
 
-    def lock(self, name: str, timeout: float = 60.0) -> AbstractContextManager[Any]:
+    @contextmanager
+    def lock(self, name: str, timeout: float = 60.0) -> Iterator[Any]:
         """A lock shared by every worker of this connection (Redis when configured), e.g. around a
-        search-then-create that must never create the same customer twice."""
-        return self.budget.lock(f"{self.tenant}:{self.connection}:{name}", timeout)
+        search-then-create that must never create the same customer twice. A Redis lock expires after ``timeout``
+        (so a killed worker's lock frees itself), and Redis may lose it (a flush, a restart): every write made
+        while it is held first renews it, and one made after it was lost is never sent."""
+        from redis.exceptions import LockError
+
+        held = self.budget.lock(f"{self.tenant}:{self.connection}:{name}", timeout)
+        held.__enter__()
+        entry = (name, held)
+        self._held.append(entry)
+        try:
+            yield held
+        finally:
+            self._held.remove(entry)
+            try:
+                held.__exit__(None, None, None)
+            except LockError:
+                pass  # it expired or Redis lost it: nothing is left to release, and no write went out unheld
 
     def log_failure(self, action: str, error: str, fix: str | None) -> None:
         """Attach an error and its fix to the log (the last call's entry when it is the one that failed)."""

@@ -14,6 +14,9 @@ from hub.store.schema import Operation
 from hub.sync.loading import Runtime
 from hub.sync.operations import due_operations, execute
 
+WAKE_CHECK_SECONDS = 0.25
+"""A drain waiting for the next due operation looks again this often: a webhook may make one due earlier."""
+
 
 def drain(rt: Runtime, route_id: int | None = None, *, threads: int = 4, max_wait: float = 30.0,
           progress: Callable[[str], None] | None = None) -> dict[str, int]:
@@ -37,7 +40,7 @@ def drain(rt: Runtime, route_id: int | None = None, *, threads: int = 4, max_wai
             wait = (next_at - utcnow()).total_seconds()
             if wait > max_wait:
                 break
-            time.sleep(max(wait, 0.01))
+            time.sleep(min(max(wait, 0.01), WAKE_CHECK_SECONDS))
     return operation_counts(rt, route_id)
 
 

@@ -23,6 +23,7 @@ from hub.errors import (
     Fatal,
     HubError,
     InvalidRecord,
+    LeaseLost,
     NotFound,
     QuotaExhausted,
     RateLimited,
@@ -228,6 +229,8 @@ def execute(rt: Runtime, op_id: int) -> str:
                                     field=problems[0].field, fix=" ".join(p.fix for p in problems))
         ctx = make_context(rt, sink, view, op.entity, source_id=route.source_id)
         ctx._remote_id_sink = lambda rid: _save_remote_id(rt, op.id, rid)
+        hold = max(rt.lease_seconds, 2 * float(sink.options.get("timeout_seconds", 30)))
+        ctx._before_write = lambda: _hold_lease(rt, op, hold)
         ctx.first_attempt = not tried_before and binding is None
         if op.kind in ("perform_action", "emit_invoice"):
             external_id = binding
@@ -278,6 +281,13 @@ def execute(rt: Runtime, op_id: int) -> str:
 def _handle_error(rt: Runtime, op: Operation, ctx: ConnectorContext | None, exc: Exception,
                   payload: dict[str, Any]) -> str:
     """Map the error taxonomy to what happens next; a plugin bug is retried, never kills the worker."""
+    if isinstance(exc, LeaseLost):
+        # The operation is another worker's now: its row is not this worker's to touch.
+        if ctx is not None:
+            ctx.log_failure(f"{op.kind} {op.entity}", exc.message, exc.fix)
+            with rt.store.begin() as s:
+                write_calls(s, op.tenant_id, op.connection_id, ctx.calls)
+        return "taken over"
     if not isinstance(exc, HubError):
         exc = Retriable(f"{type(exc).__name__}: {exc}",
                         fix="A plugin raised an unexpected error; report it to its authors with the API log.")
@@ -420,6 +430,21 @@ def _label(payload: dict[str, Any], canonical_id: str) -> str:
         if payload.get(key):
             return f"{key} {payload[key]}"
     return canonical_id
+
+
+def _hold_lease(rt: Runtime, op: Operation, seconds: float) -> None:
+    """The fence before each write of an operation: renew its lease for ``seconds`` (a write's timeout, twice) if
+    this claim still holds it, else raise :class:`LeaseLost`. A worker stalled past its lease (a long wait for a
+    token or a rate limit, an overloaded machine) would otherwise write what the worker that took over writes too:
+    a first attempt creates without looking, so that is a second order in Bling."""
+    with rt.store.begin() as s:
+        held = s.execute(update(Operation).where(  # type: ignore[attr-defined]
+            Operation.id == op.id, Operation.state == "running", Operation.attempts == op.attempts,
+        ).values(lease_until=utcnow() + timedelta(seconds=seconds))).rowcount
+    if not held:
+        raise LeaseLost(f"{op.kind} of {op.entity} {op.canonical_id}: another worker took this operation over "
+                        f"(its lease of {rt.lease_seconds:g} s ran out in this one), so this one stopped before "
+                        "writing")
 
 
 def _save_remote_id(rt: Runtime, op_id: int, remote_id: str) -> None:

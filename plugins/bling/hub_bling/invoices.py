@@ -12,6 +12,7 @@ is how a corrected note goes back to SEFAZ.
 
 from __future__ import annotations
 
+import time
 import unicodedata
 from datetime import datetime
 from typing import Any
@@ -58,7 +59,8 @@ def _already_sent(text: str) -> bool:
 
 
 def _send(ctx: ConnectorContext, sale: Sale, note: str) -> dict[str, Any]:
-    """``POST /nfe/{id}/enviar``, then the note as Bling shows it. The id is recorded as soon as Bling took it."""
+    """``POST /nfe/{id}/enviar``, then the note as Bling shows it once SEFAZ authorized it (the answer carries the
+    XML then). The id is recorded as soon as Bling took it."""
     answer = request(ctx, "POST", f"/nfe/{note}/enviar", expect=(400,))
     if not isinstance(answer, dict):
         error = error_body(answer)
@@ -68,6 +70,10 @@ def _send(ctx: ConnectorContext, sale: Sale, note: str) -> dict[str, Any]:
             ctx.record_remote_id(note)
             raise _rejected(ctx, sale, detail)
     ctx.record_remote_id(note)
+    if isinstance(answer, dict) and not (answer.get("data") or {}).get("xml"):
+        # The answer carries the XML once SEFAZ authorized the note; without it SEFAZ still holds the note, and
+        # reading it now would only say so (a call of the account's 3 a second spent on every note).
+        return {"situacao": PENDING}
     data: dict[str, Any] = get(ctx, f"/nfe/{note}")["data"]
     return data
 
@@ -93,10 +99,11 @@ def _settled(ctx: ConnectorContext, sale: Sale, note: str, status: int, data: di
     """The invoice of an authorized note; a wait while SEFAZ works; or the error that ends it, with its fix."""
     where = f"tenant {ctx.tenant}, sale {sale.number}: NF-e {note} is {_named(status)}"
     if status in DONE:
+        ctx.cache.forget(f"nfe-waiting:{note}")
         return invoice(ctx, sale, note, data)
     if status in WAITING:
         raise RateLimited(f"NF-e {note} of sale {sale.number} is {_named(status)}, waiting for SEFAZ",
-                          retry_after=options(ctx).nfe_poll_seconds,
+                          retry_after=_next_read(ctx, note),
                           fix="Nothing to do: the hub reads the note again shortly (it is never sent twice).")
     if status == REJECTED:
         raise _rejected(ctx, sale, f"Bling shows NF-e {note} as {_named(status)}")
@@ -114,6 +121,24 @@ def _settled(ctx: ConnectorContext, sale: Sale, note: str, status: int, data: di
         raise Fatal(f"{where}", fix="Handle this note in Bling; the hub will not issue another one for the sale.")
     raise Fatal(f"{where}: a situação the hub does not know",
                 fix="Check the note in Bling (Vendas > Notas Fiscais) and report the situação to the hub's authors.")
+
+
+FIRST_READ_SECONDS = 2.0
+
+
+def _next_read(ctx: ConnectorContext, note: str) -> float:
+    """When to read a note SEFAZ still holds: 2 s after it was sent, then half the time it has waited so far, up to
+    ``nfe_poll_seconds``. SEFAZ answers most notes in seconds, so a quick answer is seen within about a second of
+    it; in contingency it takes up to an hour (Bling's "Enviado pela Amazon" manual), and reads that spread out
+    keep a backlog of such notes from spending the account's 3 requests a second. The start is remembered per
+    process; another worker that picks the note up starts over at 2 s, which only costs a read or two."""
+    key = f"nfe-waiting:{note}"
+    now = time.time()
+    since = ctx.cache.get(key)
+    if not isinstance(since, float):
+        since = now
+        ctx.cache.set(key, since, ttl=6 * 3600.0)
+    return min(options(ctx).nfe_poll_seconds, max(FIRST_READ_SECONDS, (now - since) / 2))
 
 
 def invoice(ctx: ConnectorContext, sale: Sale, note: str, data: dict[str, Any]) -> Invoice:

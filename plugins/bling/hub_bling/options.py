@@ -21,7 +21,8 @@ class BlingOptions(BaseModel):
     overlap_minutes: int = Field(default=2, ge=1, description="incremental reads start this far before the cursor")
     loja_id: int | None = Field(default=None, description="Bling sales channel (loja) the sales are filed under")
     default_deposit: str | None = Field(default=None, description="depósito (id or name) for stock postings")
-    nfe_poll_seconds: float = Field(default=5, gt=0, description="how often an NF-e awaiting SEFAZ is re-read")
+    nfe_poll_seconds: float = Field(default=60, gt=0, description="the longest wait between two reads of an NF-e "
+                                    "awaiting SEFAZ (reads start 2 s apart and spread out as the wait goes on)")
     sales_history_days: int = Field(default=90, ge=1, le=360, description="a first sync of sales reads the orders "
                                     "changed in this many days (each order costs a detail call)")
     create_payment_methods: bool = Field(default=False, description="a sale's payment method that Bling lacks is "

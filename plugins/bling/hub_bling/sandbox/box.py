@@ -7,6 +7,7 @@ lock. Webhooks are built under the lock and posted after it is released.
 from __future__ import annotations
 
 import copy
+import threading
 from typing import Any, ClassVar
 
 from hub.sandbox import FAULTS as COMMON_FAULTS
@@ -72,6 +73,7 @@ class BlingSandbox(SandboxBase):
         self.limits = Limits(lambda _key: (self._second, self._day))
         self.webhook_url: str | None = None
         self.webhook_log: list[dict[str, Any]] = []
+        st.on_note_sent = self._note_sent
         self._bootstrap()
         self.app = build_app(self)
 
@@ -294,6 +296,7 @@ class BlingSandbox(SandboxBase):
         self._second.limit, self._day.limit = s.rate_per_second, s.daily_limit
         self._second.reset()
         self.state.tokens.grace = s.refresh_grace_seconds
+        self.state.nfe_delay_seconds = s.nfe_delay_seconds  # every setting, not only the limits (update_settings)
 
     # --- OAuth and limits -------------------------------------------------------------------------------
 
@@ -439,6 +442,21 @@ class BlingSandbox(SandboxBase):
         """Deliver the account's webhooks to ``url`` from now on (None: stop), as the app's settings in Bling's
         developer portal do."""
         self.webhook_url = url
+
+    def _note_sent(self, nid: int) -> None:
+        """A note went to SEFAZ: once SEFAZ answers, Bling tells its webhook (``invoice.updated``)."""
+        if not self.webhook_url:
+            return
+        st = self.state
+        timer = threading.Timer(st.nfe_queue_seconds + st.nfe_delay_seconds + 0.05, self._note_settled, (nid,))
+        timer.daemon = True
+        timer.start()
+
+    def _note_settled(self, nid: int) -> None:
+        with self.state.lock:
+            data = nfe.event_data(nfe.settle(self.state, nid))
+        if self.webhook_url:
+            self.send_webhook("invoice.updated", data)
 
     def send_webhook(self, event: str, data: dict[str, Any], *, event_id: str | None = None,
                      date: str | None = None) -> int:

@@ -260,7 +260,19 @@ def send(st: State, call: Call) -> Response:
     meta.sent_at = st.clock.time()
     meta.outcome = st.nfe_outcomes.pop(0) if st.nfe_outcomes else AUTORIZADA
     st.changed()
+    if st.on_note_sent is not None:
+        st.on_note_sent(nid)
     return ok({"xml": settle(st, nid)["xml"]})
+
+
+def event_data(note: dict[str, Any]) -> dict[str, Any]:
+    """The ``data`` of an ``invoice`` webhook (v1): the note's head, no items."""
+    return {"id": note["id"], "tipo": note.get("tipo", 1), "situacao": note.get("situacao"),
+            "numero": note.get("numero"), "dataEmissao": note.get("dataEmissao"),
+            "dataOperacao": note.get("dataOperacao") or note.get("dataEmissao"),
+            "contato": {"id": (note.get("contato") or {}).get("id") or 0},
+            "naturezaOperacao": {"id": (note.get("naturezaOperacao") or {}).get("id") or 0},
+            "loja": {"id": (note.get("loja") or {}).get("id") or 0}}
 
 
 def get_note(st: State, call: Call) -> Response:

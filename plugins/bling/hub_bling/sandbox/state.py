@@ -12,6 +12,7 @@ import hashlib
 import random
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,6 +87,8 @@ class State:
         self.redirect_uri = "http://127.0.0.1/bling/callback"
         self.nfe_delay_seconds = 0.5
         self.nfe_queue_seconds = 0.0
+        self.on_note_sent: Callable[[int], None] | None = None
+        """Called (lock held) when a note goes to SEFAZ: the box fires ``invoice.updated`` once SEFAZ answers."""
         """How long a sent note stays at situação 1 (Pendente) in Bling's queue before SEFAZ takes it."""
         self.nfe_outcomes: list[int] = []
         """Verdicts for the next notes sent (9 Denegada, 11 Bloqueada...); empty means Autorizada."""
