@@ -226,3 +226,28 @@ def test_low_priority_work_still_progresses_behind_a_flood_of_sales(rt, tmp_path
     sent, urgent = list[int](), list[int]()
     relay_once(rt, sent.append, send_urgent=urgent.append, window=16)
     assert urgent == sales[:16] and sent == products, "catalog writes go out beside a sales backlog"
+
+
+def test_postings_told_to_wait_for_their_sales_push_never_keep_the_push_from_the_window(rt, tmp_path: Path) -> None:
+    """The 10,000-sale chaos run stalled: a few hundred postings of earlier sales, each told to wait for its sale's
+    (later, re-queued) push, filled the route's window at every relay pass by their lower ids, ran, waited again,
+    and the pushes never went out."""
+    routes = _two_tenants(rt, tmp_path)
+    postings = _queue(rt, routes[("small", "sales")], "perform_action", "sales", 40, "a")
+    pushes = _queue(rt, routes[("small", "sales")], "push_sale", "sales", 40, "s")
+    with rt.store.begin() as s:
+        s.execute(Operation.__table__.update().where(Operation.id.in_(postings)).values(
+            last_error="waiting for the record to reach the sink first"))
+    urgent: list[int] = []
+    assert relay_once(rt, urgent.append, send_urgent=urgent.append, window=16) == 16
+    assert urgent == pushes[:16], "the pushes the postings wait for go first"
+    with rt.store.begin() as s:  # those pushes ran; the postings still wait for the other pushes
+        s.execute(Operation.__table__.update().where(Operation.id.in_(pushes[:16])).values(state="done"))
+    urgent.clear()
+    relay_once(rt, urgent.append, send_urgent=urgent.append, window=16)
+    assert urgent == pushes[16:32]
+    with rt.store.begin() as s:
+        s.execute(Operation.__table__.update().where(Operation.id.in_(pushes)).values(state="done"))
+    urgent.clear()
+    relay_once(rt, urgent.append, send_urgent=urgent.append, window=16)
+    assert urgent == postings[:16], "the waiting postings still go out once nothing else can run"

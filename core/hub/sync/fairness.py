@@ -6,7 +6,8 @@ catalog backlog delay the sales of its own account. :func:`fair_due` picks inste
 
 1. operations whose lease lapsed (a worker died holding them): they were already on their way;
 2. urgent kinds (:data:`URGENT_KINDS`: a sale's push, its status actions, its NF-e, the note sent back), oldest
-   first, interleaved across tenants;
+   first, interleaved across tenants; those last told to wait for another operation (:data:`WAITING`) after
+   those that can run;
 3. the rest, round-robin: one operation per tenant in turn (the tenant whose oldest due operation is oldest first),
    and within a tenant one per route in turn; each route's own operations keep their order.
 
@@ -28,10 +29,13 @@ from sqlalchemy import ColumnElement, func, select, true
 
 from hub.store.schema import Operation, Route
 
-__all__ = ["URGENT_KINDS", "fair_due", "in_flight", "round_robin"]
+__all__ = ["URGENT_KINDS", "WAITING", "fair_due", "in_flight", "round_robin"]
 
 URGENT_KINDS = ("push_sale", "perform_action", "emit_invoice", "push_invoice")
 """Outbox kinds that a customer or the fiscal clock waits for: served before catalog and stock writes."""
+WAITING = "waiting for "
+"""How the message of an operation waiting on another begins (its record's push, an earlier write of the record):
+such operations are woken early when the other ends, and handed out after those that can run."""
 
 
 def round_robin(queues: Iterable[tuple[Any, Sequence[int]]]) -> list[int]:
@@ -65,10 +69,19 @@ def fair_due(s: Any, now: datetime, limit: int, *, route_id: int | None = None,
             return limit
         return (room or {}).get((route, urgent), window)
 
-    urgent_rows = [tuple(row) for row in s.execute(
-        select(Operation.tenant_id, Operation.route_id, Operation.id)
-        .where(Operation.state == "pending", Operation.kind.in_(URGENT_KINDS), Operation.available_at <= now, *scope)
-        .order_by(Operation.id).limit(limit))]
+    def urgent(*which: ColumnElement[bool]) -> list[tuple[str, int, int]]:
+        return [(t, r, i) for t, r, i in s.execute(
+            select(Operation.tenant_id, Operation.route_id, Operation.id)
+            .where(Operation.state == "pending", Operation.kind.in_(URGENT_KINDS), Operation.available_at <= now,
+                   *which, *scope).order_by(Operation.id).limit(limit))]
+
+    # Operations told to wait for another (a sale's postings for its push) go after those that can run: handed out
+    # first by id, a few hundred waiting postings filled the route's window at every pass, ran, were told to wait
+    # again, and the pushes they waited for, with higher ids, were never handed out (the 10,000-sale chaos run).
+    waiting = Operation.last_error.is_not(None) & Operation.last_error.startswith(WAITING)
+    urgent_rows = urgent(~waiting)
+    if len(urgent_rows) < limit:
+        urgent_rows += urgent(waiting)[:limit - len(urgent_rows)]
     taken: dict[int, int] = {}
     kept = []
     for tenant, route, op_id in urgent_rows:

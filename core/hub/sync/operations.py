@@ -37,6 +37,7 @@ from hub.store.engine import utcnow
 from hub.store.schema import Binding, Connection, Operation, Record, Route
 from hub.streams import known_tables, stream_spec
 from hub.sync.context import ConnectorContext, RouteView
+from hub.sync.fairness import WAITING
 from hub.sync.ingest import enqueue, operation_row, quarantine
 from hub.sync.loading import (
     Runtime,
@@ -53,8 +54,6 @@ EARLIER_WRITE_BACKSTOP = 5.0
 """Seconds a write queued behind an earlier write of the same record sleeps. The earlier write's end wakes it at
 once (:func:`_wake_followers`); this only bounds a wake-up lost to a race. (A fixed 0.2 s retry made thousands of
 actions queued behind their sales' pushes spin through the workers, starving the pushes themselves.)"""
-WAITING = "waiting for "
-"""How the message of an operation waiting on another begins: only those are woken early."""
 
 
 def due_filter(now: Any) -> Any:
