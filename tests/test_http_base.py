@@ -37,6 +37,7 @@ class Tiny:
 
     def __init__(self) -> None:
         self.hits: Counter[str] = Counter()
+        self.arrivals: list[float] = []
         self.fail: dict[str, list[str]] = {}
         self.token = "token-1"
         self.app = Starlette(routes=[
@@ -47,6 +48,7 @@ class Tiny:
     async def api(self, request: Request) -> Response:
         key = f"{request.method} {request.url.path}"
         self.hits[key] += 1
+        self.arrivals.append(time.monotonic())
         if request.headers.get("authorization") != f"Bearer {self.token}":
             return JSONResponse({"error": "invalid_token", "error_description": "The access token expired"}, 401)
         pending = self.fail.get(key) or []
@@ -203,6 +205,26 @@ def test_a_per_operation_burst_goes_at_once_and_the_next_call_waits_one_period(t
     started = time.monotonic()
     API.get(ctx, "/orders", operation="getOrder")
     assert time.monotonic() - started < 0.3, "another operation has its own budget"
+
+
+class Windowed(TinyApi):
+    """A platform that counts 3 calls in any half second (as Bling counts 3 in any second), behind a budget that
+    hands out slots faster: what a late thread does to the slots reserved after it."""
+
+    def budget(self, ctx: ConnectorContext, operation: str) -> Budget | None:
+        return Budget(f"windowed:{ctx.tenant}/{ctx.connection}", rate=100.0, burst=10, window=(3, 0.5))
+
+
+def test_calls_keep_a_sliding_window_by_the_moment_they_leave_whatever_slots_the_budget_gave(
+        tiny: tuple[Tiny, Served]) -> None:
+    platform, served = tiny
+    ctx = context(served)
+    for _ in range(7):
+        Windowed().get(ctx, "/orders")
+    arrivals = platform.arrivals
+    spans = [arrivals[i + 3] - arrivals[i] for i in range(len(arrivals) - 3)]
+    assert len(arrivals) == 7 and min(spans) >= 0.45, f"a 4th call landed within the window: {spans}"
+    assert arrivals[2] - arrivals[0] < 0.3, "the first 3 go at once: the window holds back only a 4th"
 
 
 class Shop(TinyApi):

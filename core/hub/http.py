@@ -108,6 +108,7 @@ from hub.errors import (
     RateLimited,
     Retriable,
 )
+from hub.ratelimit import SEND_WINDOW
 from hub.sync.context import ConnectorContext
 
 __all__ = ["DEFAULT_ERRORS", "READS", "ApiClient", "Auth", "BearerAuth", "Budget", "ErrorRule", "ErrorTable",
@@ -134,6 +135,10 @@ class Budget:
     burst: int = 1
     per_day: int | None = None
     day_tz: str = "UTC"
+    window: tuple[int, float] | None = None
+    """(N, S): the platform counts at most N calls in any S seconds (a sliding window). The calls of a process then
+    also keep that count by the moment each is really sent (:class:`hub.ratelimit.SendWindow`): one that left late
+    holds back the next instead of landing in its window."""
 
 
 class Auth(Protocol):
@@ -317,6 +322,12 @@ _brakes: dict[str, _ErrorBrake] = {}
 _brakes_lock = threading.Lock()
 
 
+def _longer(ctx: ConnectorContext, wait_seconds: float) -> httpx.Timeout:
+    """The connection's timeout, plus the time a long poll may hold its answer."""
+    timeout = float(ctx.options.get("timeout_seconds", 30))
+    return httpx.Timeout(timeout + wait_seconds, connect=min(timeout, 10.0))
+
+
 class ApiClient:
     """Subclass per platform (see the module doc); one instance serves every context, as calls take ``ctx``."""
 
@@ -452,18 +463,19 @@ class ApiClient:
     def request(self, ctx: ConnectorContext, method: str, path: str, *, operation: str | None = None,
                 params: Mapping[str, Any] | None = None, json: Any = None, headers: Mapping[str, str] | None = None,
                 record: str | None = None, idempotency_key: str | None = None, expect: Collection[int] = (),
-                attempts: int | None = None) -> httpx.Response:
+                attempts: int | None = None, wait_seconds: float = 0.0) -> httpx.Response:
         """One call (reads retried, see the module doc); raises the hub error its answer stands for.
 
         ``operation`` names the call for :meth:`budget` (default "METHOD path"); ``record`` names the record in
         errors ("product CAM-001"); ``expect`` lists error statuses returned rather than raised (a 409 whose body
-        names the existing record); ``attempts`` overrides :meth:`tries`."""
+        names the existing record); ``attempts`` overrides :meth:`tries`; ``wait_seconds``: the platform may hold
+        the answer this long on purpose (a long poll), so the timeout is that much longer."""
         method = method.upper()
         sent = dict(headers or {})
         if idempotency_key is not None:
             sent[self.idempotency_header] = idempotency_key
         call = partial(self._send, ctx, method, path, operation or f"{method} {path}", params, json, sent, record,
-                       frozenset(expect))
+                       frozenset(expect), wait_seconds)
         tries = self.tries(ctx, method) if attempts is None else attempts
         if tries <= 1:
             return call()
@@ -503,7 +515,8 @@ class ApiClient:
         raise error
 
     def _send(self, ctx: ConnectorContext, method: str, path: str, operation: str, params: Mapping[str, Any] | None,
-              json: Any, headers: Mapping[str, str], record: str | None, expect: frozenset[int]) -> httpx.Response:
+              json: Any, headers: Mapping[str, str], record: str | None, expect: frozenset[int],
+              wait_seconds: float = 0.0) -> httpx.Response:
         url = f"{self.base_url(ctx)}{path}"
         action = f"{method} {httpx.URL(url).path}"
         budget = self.budget(ctx, operation)
@@ -516,8 +529,11 @@ class ApiClient:
         sent.update(headers)
         about = f"tenant {ctx.tenant}, connection {ctx.connection}" + (f", {record}" if record else "")
         error: HubError | None
+        if budget is not None and budget.window is not None:
+            SEND_WINDOW.admit(budget.key, *budget.window)
         try:
-            response = ctx.http.request(method, url, params=params, content=content, headers=sent)
+            timeout = _longer(ctx, wait_seconds) if wait_seconds > 0 else httpx.USE_CLIENT_DEFAULT
+            response = ctx.http.request(method, url, params=params, content=content, headers=sent, timeout=timeout)
         except httpx.TimeoutException:
             maybe = "" if method in READS else "; the write may or may not have happened: the hub looks it up first"
             error = Retriable(f"{self.platform} {action} ({about}): no answer in time{maybe}",

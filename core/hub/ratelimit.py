@@ -35,6 +35,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import deque
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -42,7 +43,8 @@ from zoneinfo import ZoneInfo
 
 from hub.errors import QuotaExhausted
 
-__all__ = ["BULK", "BULK_HORIZON", "BULK_SHARE", "PROCESS_THROTTLE", "URGENT", "LocalThrottle", "RedisThrottle",
+__all__ = ["BULK", "BULK_HORIZON", "BULK_SHARE", "PROCESS_THROTTLE", "SEND_WINDOW", "URGENT", "LocalThrottle",
+           "RedisThrottle", "SendWindow",
            "Throttle", "make_throttle", "next_midnight", "pace", "priority_enabled"]
 
 URGENT = "urgent"
@@ -192,6 +194,38 @@ class RedisThrottle:
 
 
 PROCESS_THROTTLE = LocalThrottle()
+
+
+class SendWindow:
+    """The moments this process actually sent each key's last calls, checked right before the next one goes.
+
+    The budget hands out slots ahead of time; a thread that wakes late for its slot (a busy host) sends late, and
+    the calls reserved after it still go on time, so a platform that counts a sliding window (Bling: 3 in any
+    second) can see one too many. Here the ``limit``-th previous send must be ``seconds`` old before another goes.
+    Per process: across processes, the budget's slack is what absorbs a late send."""
+
+    def __init__(self) -> None:
+        self._sent: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def admit(self, key: str, limit: int, seconds: float, sleep: Any = time.sleep) -> float:
+        """Wait until a call on ``key`` keeps the window, record it as sent now; return the seconds waited."""
+        waited = 0.0
+        while True:
+            with self._lock:
+                sent = self._sent.get(key)
+                if sent is None or sent.maxlen != limit:
+                    sent = self._sent[key] = deque(maxlen=max(1, limit))
+                now = time.monotonic()
+                if len(sent) < (sent.maxlen or 1) or now - sent[0] >= seconds:
+                    sent.append(now)
+                    return waited
+                pause = sent[0] + seconds - now
+            sleep(pause)
+            waited += pause
+
+
+SEND_WINDOW = SendWindow()
 """The in-process budget every context shares when no Redis is configured."""
 
 

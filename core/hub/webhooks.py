@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -70,6 +70,11 @@ def _checked(tenant: str, connection: str, events: list[WebhookEvent]) -> list[D
                                 "it was refused and nothing was recorded.") from None
 
 
+def _kept(external_id: str | None) -> str | None:
+    """The named record as the event row keeps it (an id longer than the column names nothing a wait could use)."""
+    return external_id if external_id and len(external_id) <= 100 else None
+
+
 def _insert_new(dialect: str) -> Any:
     """``INSERT ... ON CONFLICT DO NOTHING RETURNING``: of concurrent deliveries of one event, one row lands and
     the others are told it was already there (no unique-violation error)."""
@@ -99,7 +104,7 @@ def accept(rt: Runtime, tenant: str, connection: str, headers: dict[str, str], b
         fresh: list[Delivered] = []
         for e in events:
             if s.execute(insert.values(tenant_id=tenant, connection_id=conn.id, event_id=e.event_id, event=e.event,
-                                       received_at=now)).first() is not None:
+                                       received_at=now, external_id=_kept(e.external_id))).first() is not None:
                 fresh.append(e)
         streams = {e.stream for e in fresh if e.stream}
         triggered = []
@@ -113,9 +118,13 @@ def accept(rt: Runtime, tenant: str, connection: str, headers: dict[str, str], b
                                        [e.external_id for e in fresh if e.stream == stream], now)
                     s.execute(update(Route).where(Route.id == route.id).values(next_run_at=now))
         named = sorted({e.external_id for e in fresh if e.external_id})
+        # A waiting operation that names the record goes now. One still running (it may be about to wait) is
+        # marked too: its wait then ends at once (`hub.sync.operations._reschedule`), so an event that lands
+        # between its last read and its wait is not lost to the timed backstop.
         woken = s.execute(update(Operation).where(  # type: ignore[attr-defined]
-            Operation.connection_id == conn.id, Operation.remote_id.in_(named), Operation.state == "pending",
-            Operation.available_at > now).values(available_at=now)).rowcount if named else 0
+            Operation.connection_id == conn.id, Operation.remote_id.in_(named),
+            or_((Operation.state == "pending") & (Operation.available_at > now), Operation.state == "running"),
+        ).values(available_at=now)).rowcount if named else 0
     if triggered:
         targets.wake(rt.settings.redis_url if rt.settings is not None else None)
     result: dict[str, object] = {"accepted": len(fresh), "duplicates": len(events) - len(fresh),

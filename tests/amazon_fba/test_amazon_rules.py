@@ -256,6 +256,23 @@ def test_a_lost_notification_is_recovered_by_the_sweep(start: Any) -> None:
     assert lost != heard and h.sandbox.lost == 1
 
 
+def test_with_long_polling_an_order_notified_while_the_queue_is_read_comes_in_that_same_read(start: Any) -> None:
+    import threading
+    import time
+
+    h = start(options={"queue_wait_seconds": 5})
+    h.sandbox.seed("sales", 1)
+    assert h.pull().ok and h.bound("sales") == 1
+    later = threading.Timer(1.0, h.sandbox.create_order)
+    started = time.monotonic()
+    later.start()
+    assert h.pull().ok  # the receive waits for the queue instead of answering empty
+    took = time.monotonic() - started
+    later.join()
+    assert h.bound("sales") == 2, "the order notified during the receive came in the same run"
+    assert took < 4.0, f"the receive answered when the notification arrived, not at its 5 s limit ({took:.1f} s)"
+
+
 def test_notifications_are_deduplicated_on_notification_id(start: Any) -> None:
     h = start()
     h.sandbox.seed("sales", 1)

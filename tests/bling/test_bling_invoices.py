@@ -10,6 +10,7 @@ import pytest
 from hub.models import Invoice
 from hub.models.types import access_key_check_digit
 from hub.store.schema import Binding, Connection, Operation, Record
+from hub.sync.drain import drain
 from hub_bling.sandbox import nfe
 from sqlalchemy import select, update
 
@@ -58,7 +59,7 @@ def test_an_authorized_nfe_is_stored_with_its_checked_access_key(world: World):
     assert bound == [str(note["id"])], "the invoice record is bound to Bling's note, not to its order"
 
 
-def test_a_note_sefaz_still_holds_is_read_again_2_s_after_it_was_sent_not_a_poll_period_later(world: World):
+def test_a_note_sefaz_still_holds_is_read_2_s_after_it_was_sent_not_a_poll_period_later(world: World):
     items = _setup(world)
     world.box.update_settings(nfe_delay_seconds=1.0)
     world.stage("sales", "sales", sale("N-5", items, status="closed", buyer=customer()))
@@ -69,7 +70,8 @@ def test_a_note_sefaz_still_holds_is_read_again_2_s_after_it_was_sent_not_a_poll
     assert emit.state == "done", emit.last_error
     (note,) = _notes(world, "N-5")
     reads = [r for r in world.box.request_log if r["method"] == "GET" and r["path"].endswith(f"/nfe/{note['id']}")]
-    assert len(reads) == 2, "before sending, and once 2 s after, when SEFAZ had answered (not right after sending)"
+    assert len(reads) == 1, "once, 2 s after sending, when SEFAZ had answered (not before sending a note generated " \
+                            "just now, nor right after sending it)"
     assert elapsed < 4.5, f"the authorized note was stored {elapsed:.1f} s after the sale arrived"
 
 
@@ -94,6 +96,71 @@ def test_blings_invoice_webhook_ends_the_wait_for_sefaz_at_once(world: World):
     assert emit.state == "done", emit.last_error
     assert [(w["event"], w["status"]) for w in world.box.webhook_log] == [("invoice.updated", 200)]
     assert elapsed < 8.0, f"stored {elapsed:.1f} s after the sale arrived: at the read 9 s after sending, not at once"
+
+
+def _webhooks_on(world: World) -> None:
+    from hub.sync.loading import ensure_auth
+
+    from tests.bling.test_bling_webhooks import know_company
+
+    ensure_auth(world.rt, world.bling_id)
+    know_company(world)
+
+
+def test_while_blings_invoice_webhooks_arrive_a_note_is_read_when_its_webhook_comes_not_on_a_timer(world: World):
+    from hub import webhooks
+    from hub.sandbox import serve
+
+    items = _setup(world)
+    _webhooks_on(world)
+    world.box.update_settings(nfe_delay_seconds=3.0)
+    with serve(webhooks.app(world.rt)) as receiver:
+        world.box.subscribe(f"{receiver.base_url}/webhooks/{TENANT}/erp")
+        world.stage("sales", "sales", sale("N-7", items, status="closed", buyer=customer()))
+        world.drain()  # the account's first invoice webhook: until then the note is read on the timer too
+        world.stage("sales", "sales", sale("N-8", items, status="closed", buyer=customer()), prefix="pos2")
+        started = time.monotonic()
+        drain(world.rt, max_wait=20)  # as `hub run` would: it waits for the webhook, past the drain's usual 5 s
+        elapsed = time.monotonic() - started
+    assert [o.state for o in world.ops(kind="emit_invoice")] == ["done", "done"]
+    (note,) = _notes(world, "N-8")
+    reads = [r for r in world.box.request_log if r["method"] == "GET" and r["path"].endswith(f"/nfe/{note['id']}")]
+    assert len(reads) == 1, "read once, when its webhook said SEFAZ answered: no timed read 2 s after sending"
+    assert elapsed < 9.0, f"stored {elapsed:.1f} s after the sale arrived: on the 15 s backstop, not the webhook"
+
+
+def test_an_invoice_webhook_that_comes_while_its_note_is_being_read_ends_the_next_wait_at_once(world: World):
+    import threading
+
+    from hub import webhooks
+    from hub.sandbox import serve
+    from hub.store.engine import utcnow
+    from hub.sync.operations import execute
+
+    items = _setup(world)
+    _webhooks_on(world)
+    world.box.update_settings(nfe_delay_seconds=60.0)
+    world.stage("sales", "sales", sale("N-9", items, status="closed", buyer=customer()))
+    (push,) = world.ops(kind="push_sale")
+    assert execute(world.rt, push.id) == "done"
+    (emit,) = world.ops(kind="emit_invoice")
+    assert execute(world.rt, emit.id) == "pending"  # sent; SEFAZ holds it, the note is read again in 2 s
+    (note,) = _notes(world, "N-9")
+    time.sleep(2.1)
+    with serve(webhooks.app(world.rt)) as receiver:
+        world.box.subscribe(f"{receiver.base_url}/webhooks/{TENANT}/erp")
+        world.box.inject_fault("slow", method="GET")  # the read takes a moment: the event lands during it
+        worker = threading.Thread(target=execute, args=(world.rt, emit.id))
+        worker.start()
+        deadline = time.monotonic() + 5
+        while world.ops(kind="emit_invoice")[0].state != "running" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert world.box.send_webhook("invoice.updated", {"id": note["id"], "situacao": 3}) == 200
+        worker.join(timeout=10)
+    (emit,) = world.ops(kind="emit_invoice")
+    assert emit.state == "pending" and emit.remote_id == str(note["id"])
+    assert emit.available_at <= utcnow(), "the webhook came during the read, so the next read is due at once, " \
+                                          f"not at the timed one ({emit.available_at})"
 
 
 def test_bling_rules_are_checked_before_any_note_is_attempted(world: World):

@@ -115,13 +115,20 @@ class _Loop(threading.Thread):
 
 
 def run_steady(path: Path, orders_per_hour: float, duration: float, sefaz_delay: float, *,
-               poll_seconds: float = 2.0, threads: int = 4, settle_seconds: float | None = None) -> dict[str, Any]:
-    """One steady run at ``sefaz_delay``; the figures as a dict (see the module doc)."""
+               poll_seconds: float = 2.0, threads: int = 4, settle_seconds: float | None = None,
+               options: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """One steady run at ``sefaz_delay``; the figures as a dict (see the module doc). ``options``: connection
+    options set over the route file's (``--option amazon.queue_wait_seconds=2``), as an operator would."""
     if orders_per_hour <= 0 or duration <= 0:
         raise ConfigError("--orders-per-hour and --duration must be positive",
                           fix="E.g. --orders-per-hour 1000 --duration 300.")
     registry = get_registry()
     scenario, routes_path, parsed, tenant = open_scenario(path)
+    for connection, values in (options or {}).items():
+        if connection not in tenant.connections:
+            raise ConfigError(f"--option {connection}.…: the scenario's tenant has no connection {connection!r}",
+                              fix=f"Use one of: {', '.join(sorted(tenant.connections))}.")
+        tenant.connections[connection].options.update(values)
     base = {s.seed.stream: s.seed.count for s in scenario.steps if s.seed is not None}
     catalog, sales = plan(scenario, tenant, base.get("products", 20), 0, base.get("categories", 20))
     kwargs = {name: {k: v for k, v in settings.items() if k not in LIMITS}
@@ -200,6 +207,7 @@ def run_steady(path: Path, orders_per_hour: float, duration: float, sefaz_delay:
             figures["calls_per_order"] = {name: shape for name, shape in calls.per_order(count).items()
                                           if name not in figures["usage_plans"]}
             figures.update(sefaz_delay_seconds=sefaz_delay, sefaz_delay_on=delayed, poll_seconds=poll_seconds,
+                           options=options or {},
                            webhooks_from=webhooks_from,
                            polls=loops[0].runs, loop_errors={loop.name: loop.errors for loop in loops if loop.errors},
                            sandboxes={c: {"platform": tenant.connections[c].platform, **child.kwargs}
@@ -288,10 +296,11 @@ def _report(rt: Runtime, tenant: str, route_id: int, before: dict[str, dict[str,
 
 
 def run(path: Path, orders_per_hour: float, duration: float, sefaz_delays: tuple[float, ...], *,
-        poll_seconds: float = 2.0, threads: int = 4) -> dict[str, Any]:
+        poll_seconds: float = 2.0, threads: int = 4, options: dict[str, dict[str, Any]] | None = None
+        ) -> dict[str, Any]:
     """One steady run per SEFAZ delay, and the goal each is held to."""
     runs = {f"sefaz_delay_{d:g}s": run_steady(path, orders_per_hour, duration, d, poll_seconds=poll_seconds,
-                                              threads=threads) for d in sefaz_delays}
+                                              threads=threads, options=options) for d in sefaz_delays}
     return {"scenario": str(path), "mode": "steady arrivals", "goal": "hub_added_p95_s <= 5 and http_429 == 0",
             **runs}
 

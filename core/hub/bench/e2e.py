@@ -224,6 +224,21 @@ def run(products: int, sales: int, limited_products: int, limited_sales: int, sc
     return figures
 
 
+def _options(values: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """``CONNECTION.KEY=VALUE`` pairs as options per connection (each value read as YAML: 2 is a number)."""
+    import yaml
+
+    out: dict[str, dict[str, Any]] = {}
+    for value in values:
+        name, sep, raw = value.partition("=")
+        connection, dot, key = name.partition(".")
+        if not sep or not dot or not connection or not key:
+            raise click.BadParameter(f"{value!r} is not CONNECTION.KEY=VALUE (e.g. amazon.queue_wait_seconds=2)",
+                                     param_hint="--option")
+        out.setdefault(connection, {})[key] = yaml.safe_load(raw)
+    return out
+
+
 @click.command("e2e")
 @click.option("--products", default=20_000, show_default=True, help="Catalog size with the sandboxes' limits off.")
 @click.option("--sales", default=2_000, show_default=True, help="POS sales with the limits off.")
@@ -244,10 +259,14 @@ def run(products: int, sales: int, limited_products: int, limited_sales: int, sc
                    "(default: 0 and 5).")
 @click.option("--poll-seconds", type=float, default=2.0, show_default=True,
               help="With --orders-per-hour: how often the sales route is read (its schedule).")
+@click.option("--option", "option_values", multiple=True, metavar="CONNECTION.KEY=VALUE",
+              help="With --orders-per-hour: a connection option over the route file's (a YAML value), e.g. "
+                   "amazon.queue_wait_seconds=2 (SQS long polling).")
 @click.option("--json", "as_json", is_flag=True)
 def bench_e2e(products: int, sales: int, limited_products: int, limited_sales: int, categories: int,
               scenario: str | None, changes: bool, orders_per_hour: float | None, duration: float,
-              sefaz_delays: tuple[float, ...], poll_seconds: float, as_json: bool) -> None:
+              sefaz_delays: tuple[float, ...], poll_seconds: float, option_values: tuple[str, ...],
+              as_json: bool) -> None:
     """A demo scenario's catalog and sales routes end to end, sandboxes in their own processes: rate limits on
     (a small catalog) and off (PRODUCTS, SALES). With --changes, change -> sink latency and a burst instead; with
     --orders-per-hour, sales arriving steadily (latency from the order's creation to its NF-e, usage plans, 429s)."""
@@ -256,7 +275,7 @@ def bench_e2e(products: int, sales: int, limited_products: int, limited_sales: i
 
         path = Path(scenario) if scenario else default_scenario(get_registry())
         steady = arrivals.run(path, orders_per_hour, duration, sefaz_delays or (0.0, 5.0),
-                              poll_seconds=poll_seconds)
+                              poll_seconds=poll_seconds, options=_options(option_values))
         click.echo(json.dumps(steady, indent=None if as_json else 2))
         return
     if changes:

@@ -244,13 +244,17 @@ class WebhookEvent(Base):
     """A webhook already accepted: platforms deliver twice, so the event id is remembered per connection."""
 
     __tablename__ = "webhook_events"
-    __table_args__ = (UniqueConstraint("connection_id", "event_id"),)
+    __table_args__ = (UniqueConstraint("connection_id", "event_id"),
+                      Index("ix_webhook_events_recent", "connection_id", "event", "received_at"),
+                      Index("ix_webhook_events_named", "connection_id", "external_id", "received_at"))
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     tenant_id: Mapped[str] = mapped_column(String(64))
     connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
     event_id: Mapped[str] = mapped_column(String(100))
     event: Mapped[str] = mapped_column(String(64))
     received_at: Mapped[datetime]
+    external_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    """The record the event names, if any: a wait for that record's change ends once it arrived."""
 
 
 class WebhookTarget(Base):

@@ -304,6 +304,7 @@ class ConnectorContext:
     _resolver: Callable[[str, Ref], str | None] | None = None
     _finder: Callable[[str, str], str | None] | None = None
     _carrier: Callable[[str, str], bool] | None = None
+    _webhook_clock: Callable[[tuple[str, ...], float], bool] | None = None
     _remote_id_sink: Callable[[str], None] | None = None
     _before_write: Callable[[], None] | None = None
     """In an operation: renews the operation's lease before each write, or raises :class:`hub.errors.LeaseLost`
@@ -419,6 +420,15 @@ class ConnectorContext:
         if self._carrier is None or self.route is None or entity not in self.route.updates:
             return True
         return self._carrier(entity, external_id)
+
+    def webhooks_arrive(self, *events: str, within_seconds: float = 3600.0) -> bool:
+        """Whether this connection received a verified webhook named one of ``events`` in the last
+        ``within_seconds``: the account's subscription works. A plugin waiting for a remote change that such a
+        webhook announces (it wakes the operation whose remote id it names) may then keep its timed reads as a
+        slow backstop instead of spending the platform's budget on them."""
+        if self._webhook_clock is None or not events:
+            return False
+        return self._webhook_clock(events, within_seconds)
 
     def record_remote_id(self, external_id: str) -> None:
         """Call right after a create succeeds: the id is committed before anything else can fail."""

@@ -28,7 +28,7 @@ from hub.ratelimit import PROCESS_THROTTLE, Throttle
 from hub.registry import Registry
 from hub.settings import Settings
 from hub.store.engine import Store, utcnow
-from hub.store.schema import ApiCall, Binding, Connection, Record, Route
+from hub.store.schema import ApiCall, Binding, Connection, Record, Route, WebhookEvent
 from hub.sync.context import ApiEntry, ConnectorContext, Endpoint, RouteView
 
 AUTH_SKEW = timedelta(seconds=60)
@@ -484,6 +484,14 @@ def make_context(rt: Runtime, conn: Connection, view: RouteView | None, stream: 
                                    Record.natural_key == natural_key).limit(1))
 
     ctx._finder = find
+
+    def webhook_clock(events: tuple[str, ...], within: float) -> bool:
+        with rt.store.sessions() as s:
+            return s.scalar(select(WebhookEvent.id).where(
+                WebhookEvent.connection_id == conn_id, WebhookEvent.event.in_(events),
+                WebhookEvent.received_at > utcnow() - timedelta(seconds=within)).limit(1)) is not None
+
+    ctx._webhook_clock = webhook_clock
     if view is not None and view.updates and source_id is None:
         def carried(entity: str, external_id: str) -> bool:
             with rt.store.sessions() as s:

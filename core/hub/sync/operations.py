@@ -13,7 +13,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select, text, type_coerce, update
+from sqlalchemy import case, delete, or_, select, text, type_coerce, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
@@ -35,6 +35,7 @@ from hub.registry import Registry
 from hub.runs import CURRENT_RUN
 from hub.store.engine import utcnow
 from hub.store.schema import Binding, Connection, Operation, Record, Route
+from hub.store.schema import WebhookEvent as SeenEvent
 from hub.streams import known_tables, stream_spec
 from hub.sync.context import ConnectorContext, RouteView
 from hub.sync.fairness import WAITING
@@ -513,6 +514,13 @@ def _reschedule(rt: Runtime, op: Operation, delay: float, error: str, *, burn: b
         values["attempts"] = Operation.attempts - 1
         if counted:
             values["waits"] = Operation.waits + 1
+        # The change this waits for was announced since the claim: a webhook naming the operation's remote id
+        # arrived (before the id was even recorded, maybe), or marked the operation while it ran. It goes at once.
+        announced = select(SeenEvent.id).where(
+            SeenEvent.connection_id == Operation.connection_id, SeenEvent.external_id == Operation.remote_id,
+            SeenEvent.received_at >= op.updated_at).exists()
+        values["available_at"] = case((or_(Operation.available_at > op.available_at, announced), now),
+                                      else_=values["available_at"])
     with rt.store.begin() as s:
         if behind is not None and s.scalar(select(Operation.state).where(Operation.id == behind)) not in (
                 "pending", "running"):

@@ -72,6 +72,10 @@ class AmazonOptions(BaseModel):
                                                             "(default: read from queue_url and sqs_region)")
     store: str = Field(default="fba_onsite", description="the store key sales carry (map it to the ERP's FBA "
                                                          "Onsite depósito with the route's stores mapping)")
+    queue_wait_seconds: int = Field(default=0, ge=0, le=20, description="SQS long polling: a run's first receive "
+                                    "waits up to this long for a notification and returns the moment one arrives "
+                                    "(AWS's advice: no empty receives, no poll interval added to an order's way); "
+                                    "the run holds its worker thread meanwhile")
     sweep_minutes: float = Field(default=15, gt=0, description="how often searchOrders sweeps for orders a lost "
                                                                "notification would miss")
     overlap_minutes: float = Field(default=10, ge=2, description="a sweep starts this far before the last one")
@@ -259,8 +263,10 @@ class Sqs(ApiClient):
     def detail_of(self, body: Any, default: str) -> str:
         return str(body.get("message") or body.get("__type") or default) if isinstance(body, dict) else default
 
-    def action(self, ctx: ConnectorContext, target: str, payload: dict[str, Any], *, read: bool) -> dict[str, Any]:
-        """One SQS action (``ReceiveMessage``, ``DeleteMessage``): signed, retried when it is a read."""
+    def action(self, ctx: ConnectorContext, target: str, payload: dict[str, Any], *, read: bool,
+               wait_seconds: float = 0.0) -> dict[str, Any]:
+        """One SQS action (``ReceiveMessage``, ``DeleteMessage``): signed, retried when it is a read;
+        ``wait_seconds``: a long poll's ``WaitTimeSeconds``, added to the timeout."""
         opts = options(ctx)
         key_id, secret = ctx.credentials.get("sqs_access_key_id"), ctx.credentials.get("sqs_secret_access_key")
         if not key_id or not secret:
@@ -275,7 +281,7 @@ class Sqs(ApiClient):
         signed = {**headers, **sigv4("POST", f"{self.base_url(ctx)}/", content, headers, key_id, secret,
                                      opts.sqs_region)}
         response = self.request(ctx, "POST", "/", json=payload, headers=signed, operation=f"sqs:{target}",
-                                attempts=self.read_attempts if read else 1)
+                                attempts=self.read_attempts if read else 1, wait_seconds=wait_seconds)
         found = body_of(response)
         return found if isinstance(found, dict) else {}
 

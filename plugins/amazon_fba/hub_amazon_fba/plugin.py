@@ -149,10 +149,13 @@ def _pull(ctx: ConnectorContext, since: str | None) -> Iterator[Page]:
 def _notifications(ctx: ConnectorContext, position: Position) -> Iterator[Page]:
     """The queue, ten messages at a time: the orders they name are read (getOrder, with their items, buyer, tax and
     payments), the page is committed, then the messages are deleted; a message whose page was not committed comes
-    back after its visibility timeout. Deduplicated on NotificationId."""
+    back after its visibility timeout. Deduplicated on NotificationId. With ``queue_wait_seconds`` the first
+    receive is a long poll: a notification that arrives during it is read at once."""
+    wait = options(ctx).queue_wait_seconds  # the first receive may long-poll; the next ones take what is there
     for _ in range(MAX_BATCHES):
         answer = SQS.action(ctx, "ReceiveMessage", {"MaxNumberOfMessages": 10, "VisibilityTimeout": 300,
-                                                    "WaitTimeSeconds": 0}, read=True)
+                                                    "WaitTimeSeconds": wait}, read=True, wait_seconds=wait)
+        wait = 0
         messages = [m for m in answer.get("Messages") or [] if isinstance(m, dict)]
         if not messages:
             return

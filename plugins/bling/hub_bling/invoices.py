@@ -81,11 +81,14 @@ def _send(ctx: ConnectorContext, sale: Sale, note: str) -> dict[str, Any]:
 def emit(ctx: ConnectorContext, sale: Sale, sale_id: str, invoice_id: str | None) -> Invoice:
     sent = invoice_id is not None
     note = invoice_id or _linked(ctx, sale_id)
+    data: dict[str, Any]
     if note is None:
         created = request(ctx, "POST", f"/pedidos/vendas/{sale_id}/gerar-nfe")
         body = created.get("data", created) if isinstance(created, dict) else {}
         note = str(body["idNotaFiscal"])
-    data: dict[str, Any] = get(ctx, f"/nfe/{note}")["data"]
+        data = {"situacao": PENDING}  # generated just now: nothing to read before sending it
+    else:
+        data = get(ctx, f"/nfe/{note}")["data"]
     status = int(data.get("situacao") or PENDING)
     if status == REJECTED or (status == PENDING and not sent):
         data = _send(ctx, sale, note)
@@ -124,6 +127,11 @@ def _settled(ctx: ConnectorContext, sale: Sale, note: str, status: int, data: di
 
 
 FIRST_READ_SECONDS = 2.0
+WEBHOOK_BACKSTOP_SECONDS = 15.0
+"""The first read of a waiting note when the account's invoice webhooks arrive: a read in case the one for this
+note was lost."""
+INVOICE_EVENTS = ("invoice.updated", "invoice.created", "consumer_invoice.updated")
+"""Bling's events that announce a note's new situação (developer portal, "Webhooks")."""
 
 
 def _next_read(ctx: ConnectorContext, note: str) -> float:
@@ -131,14 +139,18 @@ def _next_read(ctx: ConnectorContext, note: str) -> float:
     ``nfe_poll_seconds``. SEFAZ answers most notes in seconds, so a quick answer is seen within about a second of
     it; in contingency it takes up to an hour (Bling's "Enviado pela Amazon" manual), and reads that spread out
     keep a backlog of such notes from spending the account's 3 requests a second. The start is remembered per
-    process; another worker that picks the note up starts over at 2 s, which only costs a read or two."""
+    process; another worker that picks the note up starts over at 2 s, which only costs a read or two.
+
+    When the account's invoice webhooks arrive (one came in the last hour), the event that SEFAZ settled the note
+    wakes the wait, so the reads are only a backstop: the first after 15 s, and they spread out from there."""
     key = f"nfe-waiting:{note}"
     now = time.time()
     since = ctx.cache.get(key)
     if not isinstance(since, float):
         since = now
         ctx.cache.set(key, since, ttl=6 * 3600.0)
-    return min(options(ctx).nfe_poll_seconds, max(FIRST_READ_SECONDS, (now - since) / 2))
+    first = WEBHOOK_BACKSTOP_SECONDS if ctx.webhooks_arrive(*INVOICE_EVENTS) else FIRST_READ_SECONDS
+    return min(options(ctx).nfe_poll_seconds, max(first, (now - since) / 2))
 
 
 def invoice(ctx: ConnectorContext, sale: Sale, note: str, data: dict[str, Any]) -> Invoice:

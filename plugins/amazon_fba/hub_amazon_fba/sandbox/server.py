@@ -14,6 +14,7 @@ State is touched only under ``self.lock``, never across an ``await``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -22,6 +23,7 @@ import json
 import random
 import re
 import secrets
+import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable, Hashable, Sequence
@@ -50,6 +52,8 @@ MARKETPLACE_CNPJ = "15436940000103"
 """Amazon Serviços de Varejo do Brasil: the CNPJ the model's sandbox example gives as MarketplaceTaxInfo."""
 FUTURE = "2099-01-01T00:00:00Z"
 RESTRICTED = ("getShipmentDetails",)
+LONG_POLL_CHECK_SECONDS = 0.05
+"""How often a long-polling receive looks at the queue again."""
 INVALID_GRANT = ("The request has an invalid grant parameter : refresh_token. User may have revoked or didn't grant "
                  "the permission")
 QUOTA = {"errors": [{"code": "QuotaExceeded", "message": "You exceeded your quota for the requested resource."}]}
@@ -647,23 +651,10 @@ class AmazonSandbox(Destinations, SandboxBase):
         if not str(body.get("QueueUrl", "")).endswith(f"/{self.queue_name}"):
             return JSONResponse({"__type": "com.amazonaws.sqs#QueueDoesNotExist",
                                  "message": "The specified queue does not exist."}, status_code=400)
+        if target == "ReceiveMessage":
+            return await self._receive(body)
         now = self.tokens.clock.time()
         with self.lock:
-            if target == "ReceiveMessage":
-                wanted = max(1, min(10, int(body.get("MaxNumberOfMessages", 1))))
-                hidden = float(body.get("VisibilityTimeout", self.settings.visibility_timeout))
-                out: list[dict[str, Any]] = []
-                for message in self.queue:
-                    if len(out) >= wanted:
-                        break
-                    if message["visible_at"] <= now:
-                        message["visible_at"] = now + hidden
-                        message["receipt"] = secrets.token_urlsafe(24)
-                        message["received"] += 1
-                        out.append({"MessageId": message["id"], "ReceiptHandle": message["receipt"],
-                                    "MD5OfBody": hashlib.md5(message["body"].encode()).hexdigest(),
-                                    "Body": message["body"]})
-                return JSONResponse({"Messages": out} if out else {})
             if target == "ChangeMessageVisibility":
                 for message in self.queue:
                     if message["receipt"] == body.get("ReceiptHandle"):
@@ -674,6 +665,36 @@ class AmazonSandbox(Destinations, SandboxBase):
                 self.queue = [m for m in self.queue if m["receipt"] != handle]
                 return JSONResponse({})
         return JSONResponse({"__type": "com.amazonaws.sqs#InvalidAction", "message": f"{target}"}, status_code=400)
+
+    async def _receive(self, body: dict[str, Any]) -> Response:
+        """``ReceiveMessage``: up to ``MaxNumberOfMessages`` visible messages, hidden for ``VisibilityTimeout``. With
+        ``WaitTimeSeconds`` (0 to 20, SQS's long polling) an empty queue holds the answer until a message arrives or
+        the time is up."""
+        wait = body.get("WaitTimeSeconds", 0)
+        if not isinstance(wait, int) or isinstance(wait, bool) or not 0 <= wait <= 20:
+            return JSONResponse({"__type": "com.amazonaws.sqs#InvalidParameterValue",
+                                 "message": f"Value {wait} for parameter WaitTimeSeconds is invalid. Reason: Must be "
+                                            ">= 0 and <= 20, if provided."}, status_code=400)
+        wanted = max(1, min(10, int(body.get("MaxNumberOfMessages", 1))))
+        hidden = float(body.get("VisibilityTimeout", self.settings.visibility_timeout))
+        deadline = time.monotonic() + wait
+        while True:
+            now = self.tokens.clock.time()
+            out: list[dict[str, Any]] = []
+            with self.lock:
+                for message in self.queue:
+                    if len(out) >= wanted:
+                        break
+                    if message["visible_at"] <= now:
+                        message["visible_at"] = now + hidden
+                        message["receipt"] = secrets.token_urlsafe(24)
+                        message["received"] += 1
+                        out.append({"MessageId": message["id"], "ReceiptHandle": message["receipt"],
+                                    "MD5OfBody": hashlib.md5(message["body"].encode()).hexdigest(),
+                                    "Body": message["body"]})
+            if out or time.monotonic() >= deadline:
+                return JSONResponse({"Messages": out} if out else {})
+            await asyncio.sleep(LONG_POLL_CHECK_SECONDS)
 
     def _sqs_signature(self, request: Request, raw: bytes) -> Response | None:
         header = request.headers.get("authorization", "")
