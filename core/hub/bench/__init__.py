@@ -8,6 +8,7 @@ from hub.bench.changes import bench_changes
 from hub.bench.chaos import bench_chaos
 from hub.bench.e2e import bench_e2e
 from hub.bench.priority import bench_priority
+from hub.bench.scaleout import bench_scaleout
 from hub.bench.store import bench_store
 
 
@@ -21,3 +22,4 @@ bench.add_command(bench_e2e)
 bench.add_command(bench_changes)
 bench.add_command(bench_chaos)
 bench.add_command(bench_priority)
+bench.add_command(bench_scaleout)
