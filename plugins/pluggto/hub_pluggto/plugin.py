@@ -4,8 +4,8 @@ Reads products (SKUs), orders and the NF-e Plugg.to issued; writes products as S
 deleted when the source deletes or deactivates them), stock (``PUT /skus/{sku}/stock``), prices (the SKU's price or
 a ``price_table`` row), orders (``POST /orders``, partial ``PUT /orders/{id}``), the NF-e of an order issued
 elsewhere (attached to the order's existing shipment), and issues NF-e itself (``emit_invoice``). Notifications
-are accepted on a per-connection secret token in the URL (Plugg.to signs nothing).
-"""
+are accepted on a per-connection secret token in the URL (Plugg.to signs nothing), and the product or order one
+names is then read alone (``pull_records``)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from hub.errors import Fatal, InvalidRecord, NotFound, Retriable
 from hub.models import Canonical, FiscalProblem, Invoice, Price, Product, Sale, StockLevel
 
 from hub_pluggto import auth, fiscal, hybrid, invoices, mappers, orders, webhooks
-from hub_pluggto.client import API, PluggtoOptions, body_of, not_updated, options, pages, unwrap, where
+from hub_pluggto.client import API, PluggtoOptions, body_of, not_updated, options, page_size, pages, unwrap, where
 from hub_pluggto.sandbox import PluggtoSandbox
 
 __all__ = ["PluggtoOptions"]
@@ -148,6 +148,59 @@ def _pull(ctx: ConnectorContext, stream: str, path: str, key: str, since: str | 
             records.append(_map(stream, raw, stamp, options(ctx).fba_warehouses))
         cursor = mappers.format_time(newest) if paged.last and newest is not None else since
         yield Page(records=records, cursor=cursor)
+
+
+@hookimpl
+def pull_records(ctx: ConnectorContext, stream: str, ids: list[str]) -> Iterable[Page] | None:
+    """The products and orders notifications named, each read by id and mapped as the list read maps its rows: one
+    call per record instead of the day's whole list (``modified`` filters by day). None for invoices, read by the
+    incremental run.
+
+    Reads are not shared between routes through ``ctx.cache``: it is bounded and holds the NF-e submissions the
+    hub is waiting on (invoices.py), which a burst of detail reads would evict."""
+    if stream not in ("products", "sales"):
+        return None
+    return _named(ctx, stream, ids)
+
+
+def _named(ctx: ConnectorContext, stream: str, ids: list[str]) -> Iterator[Page]:
+    """Pages of the named records; a record gone since (404) is left out, as the list would leave it out. No
+    cursor: the incremental run stays the backstop for a notification that was lost."""
+    ctx.scratch["pluggto:pulling"] = True  # reads: retried, short 429s waited out
+    fba = options(ctx).fba_warehouses
+    size = page_size(ctx)
+    for start in range(0, len(ids), size):
+        records: list[Incoming | Rejected] = []
+        for named in ids[start:start + size]:
+            raw = _read_one(ctx, stream, named)
+            if raw is None:
+                continue
+            try:
+                stamp = mappers.parse_time(raw.get("modified"))
+            except ValueError:
+                stamp = None
+            records.append(_map(stream, raw, stamp, fba))
+        yield Page(records=records, cursor=None)
+
+
+def _read_one(ctx: ConnectorContext, stream: str, named: str) -> dict[str, Any] | None:
+    """``GET /products/{id}`` (``/skus/{sku}`` when a ``skus`` notification named a SKU) or ``GET /orders/{id}``;
+    None when Plugg.to no longer has it."""
+    sku = named.removeprefix(webhooks.SKU_PREFIX) if stream == "products" else named
+    if stream == "sales":
+        path, key, what = f"/orders/{quote(named, safe='')}", "Order", f"order {named}"
+    elif sku != named:
+        path, key, what = _sku_path(sku), "Product", f"product {sku}"
+    else:
+        path, key, what = f"/products/{quote(named, safe='')}", "Product", f"product {named}"
+    try:
+        response = API.get(ctx, path, record=what)
+    except NotFound:
+        return None
+    raw = unwrap(body_of(response), key)
+    if sku == named and not raw.get("id"):
+        raw = {**raw, "id": named}  # asked for by its id, so that is the record's id
+    return raw
 
 
 def _map(stream: str, raw: dict[str, Any], stamp: datetime | None, fba: list[str]) -> Incoming | Rejected:

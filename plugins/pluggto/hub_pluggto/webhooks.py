@@ -5,9 +5,13 @@ Since nothing proves a delivery came from Plugg.to, a connection accepts one onl
 connection's ``webhook_token`` credential: in the URL registered with Plugg.to (``?token=...``, the query parameter
 ``options.webhook_query``: Plugg.to's notification settings take a URL, not headers), or in the
 ``options.webhook_header`` header (or as ``Authorization: Bearer``) when a proxy adds it, compared in constant
-time; without a token configured every delivery is refused. The body is never trusted: an
-event only makes the core re-read the stream from the API. When ``options.user_id`` is set, a notification for
-another Plugg.to user is refused too.
+time; without a token configured every delivery is refused. The body is never trusted: an event only makes the
+core re-read the record it names from the API. When ``options.user_id`` is set, a notification for another
+Plugg.to user is refused too.
+
+Each event names the record its stream reads by id (``plugin.pull_records``): a product's id, an order's, a SKU
+(``sku:`` + the SKU, from a ``skus`` notification) or an NF-e's; an invoice notification also makes the orders'
+next run incremental, since it does not name the order.
 
 Plugg.to sends no event id, and re-sends a delivery that was not answered 200. The id given to the core is the
 notification's content plus a ten-minute window: repeats within it are deduped, a later change of the same record
@@ -27,8 +31,11 @@ from hub.errors import BadSignature, InvalidRecord
 
 from hub_pluggto.client import options, where
 
-STREAMS = {"products": "products", "skus": "products", "orders": "sales", "invoices": "sales"}
-"""Notification type -> the stream it re-reads (an invoice belongs to its order); ``messages`` trigger nothing."""
+STREAMS = {"products": "products", "skus": "products", "orders": "sales", "invoices": "invoices"}
+"""Notification type -> the stream whose record it names; ``messages`` trigger nothing."""
+SKU_PREFIX = "sku:"
+"""Marks the record a ``skus`` notification names: its id is the SKU, not the product id, so the targeted read
+(``plugin.pull_records``) reads ``/skus/{sku}`` instead of ``/products/{id}``."""
 DEDUPE_WINDOW_SECONDS = 600
 
 
@@ -72,6 +79,12 @@ def parse(ctx: ConnectorContext, headers: dict[str, str], body: bytes, query: di
         kind, action = str(item["type"]), str(item.get("action") or "updated")
         content = json.dumps([kind, str(item["id"]), action, item.get("changes")], sort_keys=True, default=str)
         digest = hashlib.blake2b(content.encode(), digest_size=12).hexdigest()
-        parsed.append(WebhookEvent(event_id=f"{kind}:{digest}:{window}"[:100], event=f"{kind}.{action}"[:64],
-                                   stream=STREAMS.get(kind), external_id=str(item["id"])))
+        event_id, name, named = f"{kind}:{digest}:{window}"[:100], f"{kind}.{action}"[:64], str(item["id"])
+        parsed.append(WebhookEvent(event_id=event_id, event=name, stream=STREAMS.get(kind),
+                                   external_id=SKU_PREFIX + named if kind == "skus" else named))
+        if kind == "invoices":
+            # The note's order changed too (invoiced), but the notification names the note, not the order: the
+            # orders' next run is incremental. The note's own id stays on the first event, so an NF-e the hub
+            # is waiting on (emit_invoice) is read again at once.
+            parsed.append(WebhookEvent(event_id=f"{event_id[:94]}:sales", event=name, stream="sales", external_id=None))
     return parsed
