@@ -343,6 +343,30 @@ def test_change_filters_compare_minutes_and_refuse_long_ranges(bling: Any) -> No
     assert long.status_code == 400 and error(long)["fields"][0]["element"] == "dataAlteracaoFinal"
 
 
+def test_the_change_date_index_lists_what_a_scan_lists_in_listing_order(bling: Any) -> None:
+    """The sandbox answers change-date filters from an index (a 100,000-product bench must measure the hub, not a
+    scan per request): per stock filter, the same products in the same order as the whole list shows them, and a
+    later change is seen at once."""
+    b = bling()
+    b.box.seed("products", 40)
+    b.box.age("products", 3600)
+
+    def ids(**params: Any) -> list[int]:
+        return [r["id"] for r in b.data("/produtos", params={"criterio": 5, "limite": 100, **params})]
+
+    listed = [r["id"] for r in _pull_all(b, criterio=5)]
+    touched = {listed[30], listed[2], listed[17]}
+    for pid in (listed[30], listed[2], listed[17]):  # out of listing order
+        b.box.touch("products", str(pid))
+    since = b.box.state.pmeta[listed[30]].changed
+    for stock in (0, 1, 2):
+        scan = [pid for pid in ids(filtroSaldoEstoque=stock) if pid in touched]
+        assert ids(filtroSaldoEstoque=stock, dataAlteracaoInicial=since) == scan
+    b.box.touch("products", str(listed[5]))
+    again = {pid for stock in (0, 1, 2) for pid in ids(filtroSaldoEstoque=stock, dataAlteracaoInicial=since)}
+    assert again == touched | {listed[5]}
+
+
 def test_other_lists_and_lookups(bling: Any) -> None:
     b = bling()
     b.box.seed("categories", 10)

@@ -391,7 +391,7 @@ def _sync_stream(rt: Runtime, route: Route, view: RouteView, source: Connection,
                     cursor.updated_at = utcnow()
                     write_calls(s, route.tenant_id, source.id, calls)
                     s.expunge(route)
-                    statistics.refresh(s, result.pages + 1)
+                    statistics.refresh(s, result.pages + 1, full=full_run)
                 result.pages += 1
                 result.counts.add(counts)
                 if progress:

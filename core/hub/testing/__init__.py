@@ -23,6 +23,15 @@ one-stream form (``pull_stream``, ``push_stream``, ``make_record(i)``) still wor
 plugins with one known bug each, which the kit must fail.
 """
 
-from hub.testing.conformance import ConnectorConformance, Harness, fresh_database_url, pull_once, scratch_runtime
+from hub.testing.conformance import (
+    ConnectorConformance,
+    Harness,
+    announce,
+    fresh_database_url,
+    pull_once,
+    pull_route,
+    scratch_runtime,
+)
 
-__all__ = ["ConnectorConformance", "Harness", "fresh_database_url", "pull_once", "scratch_runtime"]
+__all__ = ["ConnectorConformance", "Harness", "announce", "fresh_database_url", "pull_once", "pull_route",
+           "scratch_runtime"]

@@ -24,6 +24,7 @@ from hub.settings import Settings
 from hub.store import migrate
 from hub.store.engine import Store, utcnow
 from hub.store.schema import Base, Binding, Connection, Cursor, Operation, Quarantine, Route, Tenant
+from hub.sync import targets
 from hub.sync.ingest import ingest_page
 from hub.sync.loading import Runtime, route_view
 from hub.sync.operations import execute
@@ -84,6 +85,21 @@ def pull_once(tmp: Path, platform: str, connection: dict[str, Any], stream: str,
         return sync_route(rt, TENANT, "pull", full=full)
     finally:
         rt.store.engine.dispose()
+
+
+def pull_route(rt: Runtime, *, full: bool = False, targeted: bool = False) -> SyncReport:
+    """One run of a :func:`scratch_runtime`'s ``pull`` route: full, incremental, or only the records
+    :func:`announce` named (as after a webhook)."""
+    return sync_route(rt, TENANT, "pull", full=full, targeted=targeted)
+
+
+def announce(rt: Runtime, stream: str, ids: list[str]) -> None:
+    """Record ``ids`` of ``stream`` as a verified webhook would for a :func:`scratch_runtime`'s ``pull`` route: its
+    next targeted run reads only them."""
+    with rt.store.begin() as s:
+        route = s.scalar(select(Route.id).where(Route.tenant_id == TENANT, Route.name == "pull"))
+        assert route is not None, "announce() needs a scratch_runtime's pull route"
+        targets.record(s, rt.store.engine.dialect.name, TENANT, route, stream, ids, utcnow())
 
 
 @dataclass

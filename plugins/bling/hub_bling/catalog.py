@@ -156,19 +156,23 @@ def all_categories(ctx: ConnectorContext) -> list[dict[str, Any]]:
 
 
 class CategoryPaths:
-    """Category paths from the cached categories, read again once when a product names one they lack."""
+    """Category paths from the cached categories, read again once when a product names one they lack. Nothing is
+    read until a product is mapped: an incremental run that finds no change costs its list calls alone."""
 
     def __init__(self, ctx: ConnectorContext) -> None:
         self.ctx = ctx
         self.fresh = False
-        rows = ctx.cache.get("bling:categories")
-        if rows is None:
-            rows, self.fresh = all_categories(ctx), True
-        self.paths = mappers.category_paths(rows)
+        self.paths: dict[int, list[str]] | None = None
 
     def __call__(self, raw: dict[str, Any]) -> dict[int, list[str]]:
-        category = int((raw.get("categoria") or {}).get("id") or 0) if isinstance(raw.get("categoria"), dict) else 0
-        if category and category not in self.paths and not self.fresh:
+        if self.paths is None:
+            rows = self.ctx.cache.get("bling:categories")
+            if rows is None:
+                rows, self.fresh = all_categories(self.ctx), True
+            self.paths = mappers.category_paths(rows)
+        named = raw.get("categoria")
+        category = named.get("id") if isinstance(named, dict) else None
+        if category and str(category).isdigit() and int(category) not in self.paths and not self.fresh:
             self.paths, self.fresh = mappers.category_paths(all_categories(self.ctx)), True
         return self.paths
 
@@ -187,7 +191,8 @@ def deposit_names(ctx: ConnectorContext, rows: list[dict[str, Any]] | None = Non
 
 def _product(ctx: ConnectorContext, paths: CategoryPaths, product_id: int | str, raw: dict[str, Any]
              ) -> Incoming | Rejected:
-    return _map("products", str(product_id), raw, lambda r: mappers.product(r, category_paths=paths(r)))
+    known = paths(raw)  # outside _map: a failed categories read stops the run, it is no product's fault
+    return _map("products", str(product_id), raw, lambda r: mappers.product(r, category_paths=known))
 
 
 def pull_products(ctx: ConnectorContext, since: str | None) -> Iterator[Page]:
@@ -353,13 +358,12 @@ def detail(ctx: ConnectorContext, product_id: str, announced: datetime | None) -
 
 
 def _targeted_products(ctx: ConnectorContext, ids: list[str], received: dict[str, datetime]) -> Iterator[Page]:
-    paths: CategoryPaths | None = None
+    paths = CategoryPaths(ctx)
     records: list[Incoming | Rejected] = []
     for product_id in ids:
         raw = detail(ctx, product_id, received.get(product_id))
         if raw is None:
             continue  # deleted since the event; the incremental run sees the deletion
-        paths = paths or CategoryPaths(ctx)
         records.append(_product(ctx, paths, product_id, raw))
     yield Page(records=records, cursor=None)
 

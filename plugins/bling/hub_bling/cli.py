@@ -60,12 +60,15 @@ def auth_bling(tenant: str, connection_name: str | None, code: str | None, state
 @click.option("--products", default=20_000, show_default=True, help="Catalog size of the unthrottled run.")
 @click.option("--throttled-products", default=300, show_default=True,
               help="Catalog size of the run with Bling's 3 requests/s on (about 1 request per product).")
+@click.option("--database-url", default=None,
+              help="A scratch PostgreSQL database for the hub's store (EMPTIED first); a SQLite file otherwise.")
 @click.option("--json", "as_json", is_flag=True)
-def bench_bling_pull(products: int, throttled_products: int, as_json: bool) -> None:
-    """Full product pull from a Bling sandbox: with the 3 req/s limit and without, beside a bare httpx loop."""
+def bench_bling_pull(products: int, throttled_products: int, database_url: str | None, as_json: bool) -> None:
+    """Full product pull from a Bling sandbox, with the 3 req/s limit and without, beside a bare httpx loop; then
+    incremental runs with no change, one change and one webhook-announced change, with the calls each cost."""
     import json
 
     from hub_bling.bench import run
 
-    figures = run(products, throttled_products)
+    figures = run(products, throttled_products, database_url)
     click.echo(json.dumps(figures, indent=None if as_json else 2))

@@ -7,6 +7,7 @@ paging through 20,000 products costs one scan, not one per page.
 
 from __future__ import annotations
 
+import bisect
 import copy
 from datetime import timedelta
 from typing import Any
@@ -175,6 +176,19 @@ def _stock_matches(total: float, filtro: int) -> bool:
     return total < 0
 
 
+def _changed_since(st: State, start: str) -> list[int]:
+    """The products whose ``dataAlteracao`` minute is ``start``'s or later, in listing order, from an index by
+    change date built once per state version (``st.changed()`` drops it): an incremental read of a 100,000-product
+    account costs a bisect, not a scan per request, so a benchmark measures its client."""
+    index = st.index_cache.get("produtos:by-change")
+    if index is None:
+        order = {pid: n for n, pid in enumerate(st.products)}
+        pids = sorted(order, key=lambda pid: (st.pmeta[pid].changed[:16], order[pid]))
+        index = st.index_cache["produtos:by-change"] = ([st.pmeta[pid].changed[:16] for pid in pids], pids, order)
+    minutes, pids, order = index
+    return sorted(pids[bisect.bisect_left(minutes, start[:16]):], key=order.__getitem__)
+
+
 def _product_ids(st: State, call: Call) -> list[int]:
     q = call.query
     key = ("produtos", q.key("pagina", "limite"))
@@ -199,6 +213,8 @@ def _product_ids(st: State, call: Call) -> list[int]:
         candidates = sorted({pid for code in codes for pid in st.by_code.get(code, [])})
     elif wanted_ids:
         candidates = sorted(pid for pid in wanted_ids if pid in st.products)
+    elif changed_from:
+        candidates = _changed_since(st, changed_from)
     else:
         candidates = list(st.products)
     out: list[int] = []

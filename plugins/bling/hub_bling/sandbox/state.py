@@ -77,6 +77,8 @@ class State:
         self._next_id = 10_000_000_000 + seed * 100_000_000 + self.rng.randrange(1, 10_000) * 1000
         self.version = 0
         self.list_cache: dict[tuple[Any, ...], list[int]] = {}
+        self.index_cache: dict[str, Any] = {}
+        """Indexes over the records (e.g. products by change date), rebuilt after the next change."""
         self.last_page: dict[tuple[Any, ...], bytes] = {}
         digest = hashlib.sha256(f"bling-sandbox-{seed}".encode()).hexdigest()
         self.company_id = digest[:32]
@@ -139,6 +141,8 @@ class State:
         self.version += 1
         if self.list_cache:
             self.list_cache.clear()
+        if self.index_cache:
+            self.index_cache.clear()
 
     # --- stock -----------------------------------------------------------------------------------------
 
