@@ -185,11 +185,11 @@ def require_shared_backends(database_url: str | None, redis_url: str | None) -> 
 
 
 @contextmanager
-def run_schema(database_url: str) -> Iterator[str]:
+def run_schema(database_url: str, prefix: str = "hub_chaos") -> Iterator[str]:
     """A fresh PostgreSQL schema for one run (dropped afterwards): the database's own tables are left alone. Yields
     the URL whose connections use it (``search_path``), for this process and the workers alike."""
     admin = create_engine(database_url, poolclass=NullPool)
-    name = f"hub_chaos_{os.getpid()}_{int(time.time())}"
+    name = f"{prefix}_{os.getpid()}_{int(time.time())}"
     with admin.begin() as conn:
         conn.exec_driver_sql(f'CREATE SCHEMA "{name}"')
     try:

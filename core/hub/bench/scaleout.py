@@ -26,8 +26,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from multiprocessing.connection import Connection as Pipe
@@ -36,12 +35,11 @@ from typing import Any
 
 import click
 from cryptography.fernet import Fernet
-from sqlalchemy import create_engine, func, select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
 
 from hub.app import build_runtime
-from hub.bench.chaos import flush_broker, spawn_worker
+from hub.bench.chaos import flush_broker, run_schema, spawn_worker
 from hub.bench.e2e import _percentile
 from hub.bench.sandboxes import exit_on_sigterm
 from hub.config import apply as applying
@@ -215,22 +213,6 @@ def require_shared_backends(database_url: str | None, redis_url: str | None) -> 
             "hub bench scaleout needs Redis: the in-process broker cannot be shared by several `hub run` processes",
             fix="Set HUB_REDIS_URL (or --redis-url), e.g. redis://127.0.0.1:6379/0; the bench FLUSHDBs that "
                 "database before each phase, so give it one nothing else uses.")
-
-
-@contextmanager
-def phase_schema(database_url: str, workers: int) -> Iterator[str]:
-    """A fresh PostgreSQL schema for one phase (dropped afterwards); yields the URL whose connections use it."""
-    admin = create_engine(database_url, poolclass=NullPool)
-    name = f"hub_scaleout_{os.getpid()}_{workers}_{int(time.time())}"
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{name}"')
-    try:
-        url = make_url(database_url).update_query_dict({"options": f"-csearch_path={name}"})
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-        admin.dispose()
 
 
 def tenant_name(i: int) -> str:
@@ -434,7 +416,8 @@ def run_phase(workers: int, tenants: int, records: int, database_url: str, redis
     flush_broker(redis_url)
     fleets: dict[str, Fleet] = {}
     procs: list[subprocess.Popen[bytes]] = []
-    with phase_schema(database_url, workers) as url, tempfile.TemporaryDirectory(prefix="hub-bench-scaleout-") as tmp:
+    with run_schema(database_url, f"hub_scaleout_{workers}") as url, \
+            tempfile.TemporaryDirectory(prefix="hub-bench-scaleout-") as tmp:
         settings = Settings(home=Path(tmp), database_url=url, redis_url=redis_url,
                             secret_key=Fernet.generate_key().decode())
         rt = build_runtime(settings)

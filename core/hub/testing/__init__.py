@@ -27,11 +27,12 @@ from hub.testing.conformance import (
     ConnectorConformance,
     Harness,
     announce,
+    emptied_database,
     fresh_database_url,
     pull_once,
     pull_route,
     scratch_runtime,
 )
 
-__all__ = ["ConnectorConformance", "Harness", "announce", "fresh_database_url", "pull_once", "pull_route",
-           "scratch_runtime"]
+__all__ = ["ConnectorConformance", "Harness", "announce", "emptied_database", "fresh_database_url", "pull_once",
+           "pull_route", "scratch_runtime"]

@@ -38,6 +38,11 @@ def fresh_database_url(tmp: Path) -> str:
     url = os.environ.get("HUB_TEST_DATABASE_URL")
     if not url:
         return f"sqlite:///{tmp / 'hub.db'}"
+    return emptied_database(url)
+
+
+def emptied_database(url: str) -> str:
+    """A scratch PostgreSQL database with its ``public`` schema dropped and made again; returns ``url``."""
     engine = create_engine(url, poolclass=NullPool)
     with engine.begin() as conn:
         conn.exec_driver_sql("DROP SCHEMA public CASCADE")

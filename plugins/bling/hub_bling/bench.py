@@ -143,10 +143,12 @@ def _bare_pull(connection: dict[str, Any]) -> dict[str, Any]:
 
 
 def _phase(products: int, rate: float | None, bare: bool, database_url: str | None = None) -> dict[str, Any]:
+    from hub.testing import emptied_database
+
     box = _Sandbox(products, rate)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            runs = _hub_runs(box, Path(tmp), _emptied(database_url) if database_url else None)
+            runs = _hub_runs(box, Path(tmp), emptied_database(database_url) if database_url else None)
         stats = box.stop()
     finally:
         box.kill()
@@ -179,19 +181,6 @@ def _phase(products: int, rate: float | None, bare: bool, database_url: str | No
         out["bare_httpx_products"] = floor["products"]
         out["hub_over_bare"] = round(seconds / floor["seconds"], 2) if floor["seconds"] else None
     return out
-
-
-def _emptied(url: str) -> str:
-    """A scratch PostgreSQL database, emptied before each phase (as the test suite's)."""
-    from sqlalchemy import create_engine
-    from sqlalchemy.pool import NullPool
-
-    engine = create_engine(url, poolclass=NullPool)
-    with engine.begin() as conn:
-        conn.exec_driver_sql("DROP SCHEMA public CASCADE")
-        conn.exec_driver_sql("CREATE SCHEMA public")
-    engine.dispose()
-    return url
 
 
 def run(products: int, throttled_products: int, database_url: str | None = None) -> dict[str, Any]:
