@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from hub import hookimpl
+from hub import hookimpl, read_each
 from hub.errors import AuthExpired, InvalidRecord, NotFound, QuotaExhausted, RateLimited, Retriable
 from hub.http import ApiClient, BearerAuth, Budget, ErrorRule, ErrorTable, body_code
 from hub.platform import Credentials, Platform
@@ -39,6 +39,8 @@ class Tiny:
         self.hits: Counter[str] = Counter()
         self.arrivals: list[float] = []
         self.fail: dict[str, list[str]] = {}
+        self.cookies: list[str | None] = []
+        self.in_flight = self.most_in_flight = 0
         self.token = "token-1"
         self.app = Starlette(routes=[
             Route("/api/{name}", self.api, methods=["GET", "POST"]),
@@ -53,6 +55,14 @@ class Tiny:
             return JSONResponse({"error": "invalid_token", "error_description": "The access token expired"}, 401)
         pending = self.fail.get(key) or []
         fault = pending.pop(0) if pending else None
+        self.cookies.append(request.headers.get("cookie"))
+        if fault == "set-cookie":
+            return JSONResponse({"ok": True}, headers={"Set-Cookie": "session=s3cr3t; Path=/"})
+        if fault == "slow":
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            await asyncio.sleep(0.3)
+            self.in_flight -= 1
         if fault == "500":
             return JSONResponse({"message": "internal error"}, 500)
         if fault == "timeout":
@@ -349,3 +359,40 @@ def test_a_burst_budget_is_shared_in_process_and_through_redis(where: str) -> No
     waits = [throttle.reserve("amazon:searchOrders", 0.5, 3) for _ in range(5)]
     assert waits[:3] == [0.0, 0.0, 0.0], f"three calls of a burst of 3 go at once: {waits}"
     assert 0.4 < waits[3] <= 0.5 and 0.9 < waits[4] <= 1.0, f"then one every 1/rate: {waits}"
+
+
+def test_a_cookie_one_answer_sets_is_not_sent_on_the_connections_next_call(tiny: tuple[Tiny, Served]) -> None:
+    """The platforms authenticate with tokens: a session cookie from one answer must not ride along on the next."""
+    platform, served = tiny
+    ctx = context(served)
+    platform.fail["GET /api/orders"] = ["set-cookie"]
+    API.get(ctx, "/orders")
+    API.get(ctx, "/orders")
+    assert platform.cookies == [None, None], f"a cookie was sent back: {platform.cookies}"
+
+
+def test_read_each_keeps_a_few_reads_in_flight_and_answers_in_the_items_order(tiny: tuple[Tiny, Served]) -> None:
+    platform, served = tiny
+    ctx = context(served)
+    names = [f"item{i}" for i in range(6)]
+    for name in names:
+        platform.fail[f"GET /api/{name}"] = ["slow"]
+    started = time.monotonic()
+    got = read_each(names, lambda name: (name, API.get(ctx, f"/{name}").json()["hits"]), at_once=3)
+    elapsed = time.monotonic() - started
+    assert got == [(name, 1) for name in names], "one read per item, in the items' order"
+    assert platform.most_in_flight == 3, f"{platform.most_in_flight} reads were in flight at most, not 3"
+    assert elapsed < 6 * 0.3, f"the reads overlapped: {elapsed:.2f} s for six 0.3 s answers"
+    assert len(ctx.calls) == 6, "every read is in the API log"
+
+
+def test_read_each_raises_the_first_failure_and_starts_no_read_after_it(tiny: tuple[Tiny, Served]) -> None:
+    platform, served = tiny
+    ctx = context(served)
+    platform.fail["GET /api/first"] = ["slow"]
+    names = ["first", "gone", *(f"after{i}" for i in range(5))]
+    failure = raised(lambda: read_each(names, lambda name: API.get(ctx, f"/{name}").json(), at_once=2))
+    assert isinstance(failure, NotFound), f"the 404 is raised as the loop would have raised it: {failure!r}"
+    assert platform.hits["GET /api/first"] == 1, "the read in flight ended"
+    assert not [name for name in names[2:] if platform.hits[f"GET /api/{name}"]], \
+        "no read started after the failure"

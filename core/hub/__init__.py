@@ -8,7 +8,8 @@ plugins in this repository); everything else is internal and may change. See doc
 What is here: ``hookimpl``; what a plugin registers and returns (:class:`Platform`, :class:`Page`,
 :class:`Incoming`, :class:`Rejected`, :class:`PushResult`, :class:`Credentials`, :class:`WebhookEvent`); the
 context every targeted hook is given (:class:`ConnectorContext`, :class:`RouteView`, :class:`ConnectionCache`); the
-HTTP client base (:class:`ApiClient` and its error tables, auth and budgets); the paginators; and the helpers a
+HTTP client base (:class:`ApiClient` and its error tables, auth and budgets); the paginators and
+:func:`read_each` (a page's detail reads, a few in flight); and the helpers a
 plugin's own commands use (:class:`Authorization`, :func:`friendly_errors`).
 """
 
@@ -46,6 +47,7 @@ from hub.paging import (
 )
 from hub.platform import Credentials, Incoming, Page, Platform, PushResult, Rejected, WebhookEvent
 from hub.ratelimit import next_midnight
+from hub.reads import READS_AT_ONCE, read_each
 from hub.sync.context import ConnectionCache, ConnectorContext, RouteView
 from hub.sync.ingest import FUTURE_TOLERANCE
 
@@ -55,12 +57,12 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 __all__ = [
-    "DEFAULT_ERRORS", "FUTURE_TOLERANCE", "READS", "ApiClient", "Auth", "Authorization", "BearerAuth", "Budget",
-    "ConnectionCache", "ConnectorContext", "Credentials", "ErrorRule", "ErrorTable", "Fetched", "HeaderAuth",
-    "Incoming", "LinkHeaderPaginator", "NextTokenPaginator", "OffsetPaginator", "Page", "PageNumberPaginator",
-    "Paged", "Paginator", "Platform", "PushResult", "Rejected", "RouteView", "WebhookEvent", "__version__",
-    "body_code", "body_detail", "body_field", "check_page", "errors", "friendly_errors", "hookimpl", "models",
-    "next_midnight", "paginate", "retry_after",
+    "DEFAULT_ERRORS", "FUTURE_TOLERANCE", "READS", "READS_AT_ONCE", "ApiClient", "Auth", "Authorization",
+    "BearerAuth", "Budget", "ConnectionCache", "ConnectorContext", "Credentials", "ErrorRule", "ErrorTable",
+    "Fetched", "HeaderAuth", "Incoming", "LinkHeaderPaginator", "NextTokenPaginator", "OffsetPaginator", "Page",
+    "PageNumberPaginator", "Paged", "Paginator", "Platform", "PushResult", "Rejected", "RouteView", "WebhookEvent",
+    "__version__", "body_code", "body_detail", "body_field", "check_page", "errors", "friendly_errors", "hookimpl",
+    "models", "next_midnight", "paginate", "read_each", "retry_after",
 ]
 
 _LAZY = {"Authorization": "hub.auth", "friendly_errors": "hub.cli.common"}

@@ -422,6 +422,8 @@ class ApiClient:
                   action: str | None = None) -> HubError | None:
         """The hub error an answer stands for: :meth:`classify`, then ``errors``; None for a success. ``action``
         names the call in the message (default "METHOD /path")."""
+        if response.status_code < 400 and type(self).classify is ApiClient.classify:
+            return None  # a success no override can turn into an error: its body is the caller's to parse, once
         try:
             body: Any = response.json()
         except ValueError:
@@ -479,6 +481,13 @@ class ApiClient:
         tries = self.tries(ctx, method) if attempts is None else attempts
         if tries <= 1:
             return call()
+        first: BaseException | None
+        try:
+            return call()  # most reads succeed at once: the retry machinery is built only for one that did not
+        except BaseException as exc:
+            if not self._retry_read(exc):
+                raise
+            first = exc
         counted: Counter[str] = Counter()
         backoff = wait_exponential(multiplier=self.backoff_seconds, max=self.max_backoff_seconds)
 
@@ -493,8 +502,15 @@ class ApiClient:
             error = failed(state)
             return error.retry_after if isinstance(error, RateLimited) else float(backoff(state))
 
+        def again() -> httpx.Response:
+            nonlocal first
+            if first is not None:  # the first try's failure, counted and waited on like any other
+                failure, first = first, None
+                raise failure
+            return call()
+
         retrying = Retrying(stop=give_up, wait=wait, reraise=True, retry=retry_if_exception(self._retry_read))
-        response: httpx.Response = retrying(call)
+        response: httpx.Response = retrying(again)
         return response
 
     def _retry_read(self, exc: BaseException) -> bool:
@@ -518,7 +534,6 @@ class ApiClient:
               json: Any, headers: Mapping[str, str], record: str | None, expect: frozenset[int],
               wait_seconds: float = 0.0) -> httpx.Response:
         url = f"{self.base_url(ctx)}{path}"
-        action = f"{method} {httpx.URL(url).path}"
         budget = self.budget(ctx, operation)
         if budget is not None:
             ctx.throttle(budget.key, budget.rate, burst=budget.burst, per_day=budget.per_day, day_tz=budget.day_tz)
@@ -527,7 +542,6 @@ class ApiClient:
         if json is not None:
             content, sent["Content-Type"] = self.encode(json), "application/json"
         sent.update(headers)
-        about = f"tenant {ctx.tenant}, connection {ctx.connection}" + (f", {record}" if record else "")
         error: HubError | None
         if budget is not None and budget.window is not None:
             SEND_WINDOW.admit(budget.key, *budget.window)
@@ -535,11 +549,13 @@ class ApiClient:
             timeout = _longer(ctx, wait_seconds) if wait_seconds > 0 else httpx.USE_CLIENT_DEFAULT
             response = ctx.http.request(method, url, params=params, content=content, headers=sent, timeout=timeout)
         except httpx.TimeoutException:
+            action, about = self._naming(ctx, method, url, record)
             maybe = "" if method in READS else "; the write may or may not have happened: the hub looks it up first"
             error = Retriable(f"{self.platform} {action} ({about}): no answer in time{maybe}",
                               fix=f"The platform was slow; the hub retries. Raise options.timeout_seconds of "
                                   f"connection {ctx.connection} if this repeats.")
         except httpx.TransportError as exc:
+            action, about = self._naming(ctx, method, url, record)
             error = Retriable(f"{self.platform} {action} ({about}): {type(exc).__name__}",
                               fix=f"Check that options.{self.base_url_option} of connection {ctx.connection} is "
                                   "reachable.")
@@ -549,7 +565,14 @@ class ApiClient:
             error = self.error_for(ctx, response, record=record)
             if error is None:
                 return response
+            action = self._naming(ctx, method, url, record)[0]
         self._failed(ctx, action, error)
+
+    @staticmethod
+    def _naming(ctx: ConnectorContext, method: str, url: str, record: str | None) -> tuple[str, str]:
+        """A failed call's "METHOD /path" and "tenant T, connection C, record" (built for failures only)."""
+        about = f"tenant {ctx.tenant}, connection {ctx.connection}" + (f", {record}" if record else "")
+        return f"{method} {httpx.URL(url).path}", about
 
     def get(self, ctx: ConnectorContext, path: str, **kwargs: Any) -> httpx.Response:
         return self.request(ctx, "GET", path, **kwargs)

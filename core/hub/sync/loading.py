@@ -10,11 +10,11 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from pydantic import ValidationError
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from hub.config.routes import env_refusal
@@ -113,7 +113,7 @@ def write_calls(s: Session, tenant: str, connection_id: int | None, calls: list[
 
     now = utcnow()
     if calls:
-        s.execute(insert(ApiCall), [
+        s.execute(insert(cast(Table, ApiCall.__table__)), [
             dict(tenant_id=tenant, connection_id=connection_id, at=c.at or now, action=mask_documents(c.action)[:200],
                  model=c.model, status=c.status, duration_ms=c.duration_ms, error=mask_documents(c.error),
                  fix=mask_documents(c.fix), run_id=CURRENT_RUN.get()) for c in calls])

@@ -25,7 +25,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from hub import ConnectorContext, Fetched, Incoming, Page, Paged, PageNumberPaginator, Rejected, paginate
+from hub import (
+    ConnectorContext,
+    Fetched,
+    Incoming,
+    Page,
+    Paged,
+    PageNumberPaginator,
+    Rejected,
+    paginate,
+    read_each,
+)
 from hub.errors import NotFound
 from hub.models import Canonical, Category
 from pydantic import ValidationError
@@ -195,6 +205,15 @@ def _product(ctx: ConnectorContext, paths: CategoryPaths, product_id: int | str,
     return _map("products", str(product_id), raw, lambda r: mappers.product(r, category_paths=known))
 
 
+def _detail(ctx: ConnectorContext, product_id: int) -> dict[str, Any] | None:
+    """A product's detail; None when it was deleted between the list and the detail (the next sync sees that)."""
+    try:
+        raw: dict[str, Any] = get(ctx, f"/produtos/{product_id}")["data"]
+    except NotFound:
+        return None
+    return raw
+
+
 def pull_products(ctx: ConnectorContext, since: str | None) -> Iterator[Page]:
     state = _state(since)
     paths = CategoryPaths(ctx)
@@ -206,13 +225,9 @@ def pull_products(ctx: ConnectorContext, since: str | None) -> Iterator[Page]:
             if parent and full:
                 continue  # a variation: its parent is listed too, and its detail carries the whole grid
             wanted[int(parent or row["id"])] = None
-        records: list[Incoming | Rejected] = []
-        for product_id in wanted:
-            try:
-                raw = get(ctx, f"/produtos/{product_id}")["data"]
-            except NotFound:
-                continue  # deleted between the list and the detail; the next sync sees the deletion
-            records.append(_product(ctx, paths, product_id, raw))
+        details = read_each(wanted, lambda product_id: _detail(ctx, product_id))
+        records = [_product(ctx, paths, product_id, raw) for product_id, raw in zip(wanted, details, strict=True)
+                   if raw is not None]
         yield Page(records=records, cursor=json.dumps(after) if after else _finished(ctx, state))
 
 
