@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from pydantic import ValidationError
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, insert, null, select, update
 from sqlalchemy.orm import Session
 
 from hub.models import Action, Canonical, StatusTransition
@@ -327,8 +327,11 @@ def ingest_page(s: Session, registry: Registry, route: Route, view: RouteView, s
     if new_bindings:
         s.execute(insert(BINDINGS), new_bindings)
     known_ids = [c for c in canonical_of.values() if c not in born]  # a born id has no record nor sink binding yet
+    # Only a sale's stored payload is read back (its status and an exchange's cancellation); parsing a page of
+    # product payloads to look at neither was a fifth of an update's store time.
+    stored_payload = Record.payload if stream == "sales" else null().label("payload")
     records = {r.canonical_id: r for r in s.execute(select(
-        Record.id, Record.canonical_id, Record.payload, Record.content_hash, Record.version).where(
+        Record.id, Record.canonical_id, stored_payload, Record.content_hash, Record.version).where(
         Record.tenant_id == tenant, Record.entity == stream, Record.canonical_id.in_(known_ids)))} if known_ids else {}
     sink_hashes: dict[str, str | None] = {}
     if push and known_ids:
@@ -344,10 +347,10 @@ def ingest_page(s: Session, registry: Registry, route: Route, view: RouteView, s
     for ext, model in todo:
         canonical_id, content_hash = canonical_of[ext], hashes[ext]
         record = records.get(canonical_id)
-        if record is not None and record.payload.get("cancelled_by") and not payload_of(model, "cancelled_by"):
+        prior = (record.payload or {}) if record is not None else {}
+        if prior.get("cancelled_by") and not payload_of(model, "cancelled_by"):
             # Cancelled by an exchange: that stays true whatever the source says of the original later.
-            model = model.model_copy(update={"status": record.payload["status"],
-                                              "cancelled_by": record.payload["cancelled_by"]})
+            model = model.model_copy(update={"status": prior["status"], "cancelled_by": prior["cancelled_by"]})
             content_hash = hashes[ext] = model.content_hash()
         payload = model.model_dump(mode="json")
         old_status = None
@@ -357,12 +360,12 @@ def ingest_page(s: Session, registry: Registry, route: Route, view: RouteView, s
                                     version=1, updated_at=now))
             counts.new += 1
         elif record.content_hash != content_hash:
-            old_status = record.payload.get("status")
+            old_status = prior.get("status")
             changed_records.append(dict(rid=record.id, payload=payload, hash=content_hash, key=model.natural_key(),
                                         version=record.version + 1))
             counts.changed += 1
         else:
-            old_status = record.payload.get("status")
+            old_status = prior.get("status")
             counts.unchanged += 1
         if push and sink_hashes.get(canonical_id) != content_hash:
             ops.append(operation_row(route, kind=push, entity=stream, canonical_id=canonical_id,
