@@ -23,7 +23,7 @@ from tests.console.conftest import OTHER_USER, PASSWORD, SECRET, SHOP_USER, refu
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 try:
     from selenium import webdriver
-    from selenium.common.exceptions import WebDriverException
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as shown
     from selenium.webdriver.support.ui import WebDriverWait
@@ -50,6 +50,17 @@ def browser(tmp_path: Path) -> Iterator[Any]:
     driver.quit()
 
 
+def replaced(old: Any) -> bool:
+    """Whether the page that held ``old`` is gone. Asked mid-navigation, chromium may answer neither "stale" nor
+    "here" but "Node with given id does not belong to the document", which means gone too (``staleness_of``
+    raised it: a CI run failed at the retry step on it)."""
+    try:
+        old.is_enabled()
+    except WebDriverException as exc:
+        return isinstance(exc, StaleElementReferenceException) or "does not belong to the document" in str(exc)
+    return False
+
+
 class Steps:
     """Each step named; a failing one leaves a screenshot of what the browser showed."""
 
@@ -70,7 +81,7 @@ class Steps:
         """Click, and wait until the next page (the one with element ``then``) is there."""
         old = self.driver.find_element(By.TAG_NAME, "html")
         self.wait(element_id).click()
-        WebDriverWait(self.driver, 30).until(shown.staleness_of(old))
+        WebDriverWait(self.driver, 30).until(lambda _: replaced(old))
         self.wait(then)
 
     def shot(self, name: str) -> Path:

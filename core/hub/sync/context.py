@@ -77,6 +77,7 @@ class _Client(httpx.Client):
 
 
 _NO_COOKIES = _NoCookies()
+_CLIENT_LOCK = threading.Lock()
 
 
 def tls_context() -> ssl.SSLContext:
@@ -362,12 +363,14 @@ class ConnectorContext:
     @property
     def http(self) -> httpx.Client:
         if self._client is None:
-            timeout = float(self.options.get("timeout_seconds", 30))
-            self._client = _Client(
-                base_url=str(self.options.get("base_url", "")),
-                timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)), verify=tls_context(),
-                event_hooks={"request": [self._on_request], "response": [self._on_response]},
-            )
+            with _CLIENT_LOCK:  # hub.read_each's threads may ask a fresh context for its client together
+                if self._client is None:
+                    timeout = float(self.options.get("timeout_seconds", 30))
+                    self._client = _Client(
+                        base_url=str(self.options.get("base_url", "")),
+                        timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)), verify=tls_context(),
+                        event_hooks={"request": [self._on_request], "response": [self._on_response]},
+                    )
         return self._client
 
     def _on_request(self, request: httpx.Request) -> None:
