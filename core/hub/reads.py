@@ -35,7 +35,7 @@ def read_each(items: Iterable[T], read: Callable[[T], R], *, at_once: int = READ
     todo = list(items)
     if at_once <= 1 or len(todo) <= 1:
         return [read(item) for item in todo]
-    results: list[Any] = [_UNREAD] * len(todo)
+    results: list[Any] = [None] * len(todo)
     failures: dict[int, BaseException] = {}
     turns = iter(range(len(todo)))
     lock = threading.Lock()
@@ -66,5 +66,3 @@ def read_each(items: Iterable[T], read: Callable[[T], R], *, at_once: int = READ
         raise failures[min(failures)]
     return results
 
-
-_UNREAD = object()
