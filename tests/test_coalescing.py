@@ -71,3 +71,45 @@ def test_superseding_a_pages_queued_writes_probes_each_record_not_the_routes_who
     with rt.store.sessions() as s:
         superseded = s.scalar(select(func.count()).select_from(Operation).where(Operation.state == "superseded"))
     assert superseded == 12, "each product's first write gave way to its newer one"
+
+
+def test_a_product_put_back_as_it_was_is_written_again(rt, tmp_path, lojinha_pair):
+    """A price raised and then put back (a promotion's end) reaches the sink both times: the write of the old value
+    is a new write, not the one already done."""
+    (erp, erp_url), (shop, shop_url) = lojinha_pair
+    (product,) = erp.seed("products", 1)
+    before = next(p for p in erp.records("products") if p["id"] == product)
+    apply_demo_routes(rt, tmp_path, erp_url, shop_url, **{"catalog.streams": ["products"]})
+    assert sync_route(rt, "demo", "catalog").ok
+    drain(rt)
+
+    def on_the_shop() -> str:
+        return str(next(p for p in shop.records("products") if p["sku"] == before["sku"])["preco"])
+
+    erp.edit("products", product, preco="99.90")
+    assert sync_route(rt, "demo", "catalog").ok
+    drain(rt)
+    assert on_the_shop() == "99.90"
+    erp.edit("products", product, preco=before["preco"])
+    assert sync_route(rt, "demo", "catalog").ok
+    drain(rt)
+    assert on_the_shop() == before["preco"]
+
+
+def test_a_product_changed_and_put_back_before_any_write_ran_still_reaches_the_sink(rt, tmp_path, lojinha_pair):
+    """Its first write superseded by the change, the change's by the return: the last one must still run."""
+    (erp, erp_url), (shop, shop_url) = lojinha_pair
+    (product,) = erp.seed("products", 1)
+    before = next(p for p in erp.records("products") if p["id"] == product)
+    apply_demo_routes(rt, tmp_path, erp_url, shop_url, **{"catalog.streams": ["products"]})
+    assert sync_route(rt, "demo", "catalog").ok
+    erp.edit("products", product, preco="99.90")
+    assert sync_route(rt, "demo", "catalog").ok
+    erp.edit("products", product, preco=before["preco"])
+    assert sync_route(rt, "demo", "catalog").ok
+    drain(rt)
+    (created,) = shop.records("products")
+    assert created["sku"] == before["sku"] and created["preco"] == before["preco"]
+    with rt.store.sessions() as s:
+        states = sorted(s.scalars(select(Operation.state)))
+    assert states == ["done", "superseded", "superseded"]

@@ -137,6 +137,23 @@ def test_status_transitions_run_each_action_exactly_once(rt, tmp_path, lojinha_p
     assert len(erp.records("sales")) == 4
 
 
+def test_a_sale_reopened_and_cancelled_again_posts_and_reverses_again(rt, tmp_path, lojinha_pair):
+    """Atendido -> cancelado -> atendido -> cancelado: each passage runs its actions, so the stock posted by the
+    reopening is reversed by the second cancellation (the same change twice is two changes, not a replay)."""
+    (erp, erp_url), (shop, shop_url) = lojinha_pair
+    shop.seed("payment_methods", 3)
+    (sale,) = shop.seed("sales", 1)
+    apply_demo_routes(rt, tmp_path, erp_url, shop_url)
+    for status in ("atendido", "cancelado", "atendido", "cancelado"):
+        shop.edit("sales", sale, situacao=status)
+        assert sync_route(rt, "demo", "sales").ok
+        drain(rt)
+    (order,) = erp.records("sales")
+    assert order["situacao"] == "cancelado"
+    assert sorted(order["actions"]) == ["post-accounts"] * 2 + ["post-stock"] * 2 + ["reverse-accounts"] * 2 + \
+        ["reverse-stock"] * 2
+
+
 def test_a_page_listing_a_record_twice_binds_it_once(rt, tmp_path, lojinha_pair):
     from hub.models import Product
     from hub.platform import Incoming

@@ -155,6 +155,14 @@ class LojinhaSandbox(SandboxBase):
                 record["nome"] = f"{record['nome'].split(' (rev')[0]} (rev {self._serial})"
             record["atualizado_em"] = self._stamp()
 
+    def edit(self, stream: str, external_id: str, **fields: Any) -> None:
+        """Set fields of a record as a person would in lojinha's screens (e.g. a price put back after a sale)."""
+        resource = self._resource(stream)
+        with self.lock:
+            record = self._data[resource][external_id]
+            record.update(_copy(fields))
+            record["atualizado_em"] = self._stamp()
+
     def touch_first(self, stream: str, count: int) -> list[str]:
         """Change the first ``count`` records of ``stream`` (the demo's "a person edits them")."""
         ids = [str(r["id"]) for r in self.records(stream)[:count]]
