@@ -122,3 +122,43 @@ def test_a_long_run_keeps_its_route_and_a_killed_one_comes_back(rt, tmp_path):
     back: list[str] = []
     schedule_once(rt, lambda t, r, _lease: back.append(r), policy)
     assert "catalog" in back, "the run of a killed worker never came back"
+
+
+def test_a_sale_is_read_and_written_while_the_catalog_holds_every_catalog_thread(rt, tmp_path, lojinha_pair):
+    """One catalog thread, busy with slow product writes (each answered after 1.5 s): the sales route's run and its
+    writes go on the urgent queue, served by threads of their own, so the sale reaches the ERP long before the
+    catalog is through (its run used to wait behind every catalog write handed to the broker)."""
+    (erp, erp_url), (shop, shop_url) = lojinha_pair
+    erp.seed("products", 16)
+    shop.seed("payment_methods", 3)
+    shop.fault_delay = 1.5
+    shop.inject_fault("timeout", 100, method="POST")  # slow, then served: the client waits 30 s
+    apply_demo_routes(rt, tmp_path, erp_url, shop_url, **{"catalog.streams": ["products"]})
+    with rt.store.begin() as s:
+        s.execute(update(Route).where(Route.name == "sales").values(next_run_at=None))
+    redis_url = os.environ.get("HUB_TEST_REDIS_URL")
+    if redis_url:
+        import redis
+
+        redis.Redis.from_url(redis_url).flushdb()
+    service = Service(rt, redis_url, threads=1, relay_interval=0.1, scheduler_interval=0.1)
+    service.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not shop.records("products") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert shop.records("products"), "the catalog's writes never began"
+        shop.seed("sales", 1)
+        with rt.store.begin() as s:  # as a webhook would: the sales route is due now
+            s.execute(update(Route).where(Route.name == "sales").values(next_run_at=utcnow()))
+        service.due_now.set()
+        rung = time.monotonic()
+        while not erp.records("sales") and time.monotonic() - rung < 15:
+            time.sleep(0.1)
+        took = time.monotonic() - rung
+        written = len(shop.records("products"))
+    finally:
+        service.stop(timeout=10)
+    assert erp.records("sales"), "the sale never reached the ERP while the catalog was being written"
+    assert written < 16, f"the catalog was through ({written} products) before the sale went: nothing was shown"
+    assert took < 8, f"the sale took {took:.1f} s behind the catalog's writes"

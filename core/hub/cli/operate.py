@@ -218,7 +218,7 @@ def run(threads: int | None, run_for: float | None, webhook_port: int | None, we
     from hub import webhooks
     from hub.app import build_runtime
     from hub.runner.logs import setup_logging
-    from hub.runner.service import Service
+    from hub.runner.service import Service, urgent_threads
     from hub.sandbox import serve
     from hub.settings import get_settings
 
@@ -245,7 +245,8 @@ def run(threads: int | None, run_for: float | None, webhook_port: int | None, we
     def note(line: str) -> None:  # JSON lines stay JSON lines
         logging.getLogger("hub.runner").info(line)
 
-    note(f"hub run: {service.threads} worker threads, {broker} broker; Ctrl-C or SIGTERM to stop")
+    note(f"hub run: {service.threads} worker threads (+{urgent_threads(service.threads)} for sales and invoices), "
+         f"{broker} broker; Ctrl-C or SIGTERM to stop")
     if receiver is not None:
         note(f"hub run: webhooks at {receiver.base_url}/webhooks/TENANT/CONNECTION")
     started = time.monotonic()

@@ -21,9 +21,10 @@ log = logging.getLogger("hub.runner")
 ops_log = logging.getLogger("hub.runner.operations")
 QUEUE = "hub"
 URGENT_QUEUE = "hub_urgent"
-"""Sales, their actions and invoices (hub.sync.fairness.URGENT_KINDS): a queue of their own, consumed beside the
-catalog's, so a sale never waits behind thousands of product writes already handed to the broker; its actor's
-priority puts it first in each worker's local queue too."""
+"""Sales, their actions and invoices (hub.sync.fairness.URGENT_KINDS), and the runs of the routes that read them:
+a queue of their own with worker threads of their own (:class:`hub.runner.service.Service`), so a sale is read and
+written while another tenant's catalog holds every catalog thread (a first sync's run holds one for hours, a
+product write waits for its account's budget in its thread)."""
 RUN_TIME_LIMIT_MS = 6 * 3600 * 1000
 """A first sync of a 20,000-product Bling catalog takes about two hours at 3 requests/s; the route's lease is
 renewed while it runs (hub.runner.routes.Lease), so dramatiq's default 10-minute limit would only cut it short."""
@@ -34,6 +35,8 @@ class Actors:
     execute_operation: dramatiq.Actor[[int], None]
     run_sync: dramatiq.Actor[[str, str, str | None], None]
     execute_urgent: dramatiq.Actor[[int], None]
+    run_urgent_sync: dramatiq.Actor[[str, str, str | None], None]
+    """The run of a route that reads sales or invoices (:func:`hub.runner.service.reads_urgent`)."""
 
 
 def log_operation(rt: Runtime, op_id: int, outcome: str, seconds: float) -> None:
@@ -72,8 +75,13 @@ def declare(broker: dramatiq.Broker, rt: Runtime, policy: RunPolicy | None = Non
     return Actors(
         execute_operation=dramatiq.Actor(execute_operation, broker=broker, actor_name="hub.execute_operation",
                                          queue_name=QUEUE, priority=0, options={}),
+        # A run comes after the writes already waiting in a worker's queue, but not after every later one: at the
+        # lowest priority a route's read never ran while another tenant's catalog kept the queue full.
         run_sync=dramatiq.Actor(run_sync, broker=broker, actor_name="hub.run_sync", queue_name=QUEUE,
-                                priority=10, options={"max_retries": 0, "time_limit": RUN_TIME_LIMIT_MS}),
+                                priority=0, options={"max_retries": 0, "time_limit": RUN_TIME_LIMIT_MS}),
         execute_urgent=dramatiq.Actor(execute_operation, broker=broker, actor_name="hub.execute_urgent",
                                       queue_name=URGENT_QUEUE, priority=-10, options={}),
+        run_urgent_sync=dramatiq.Actor(run_sync, broker=broker, actor_name="hub.run_urgent_sync",
+                                       queue_name=URGENT_QUEUE, priority=-5,
+                                       options={"max_retries": 0, "time_limit": RUN_TIME_LIMIT_MS}),
     )

@@ -17,13 +17,14 @@ from hub.control import OPERATOR_KINDS
 from hub.errors import HubError
 from hub.privacy import mask_documents
 from hub.ratelimit import priority_enabled
-from hub.runner.actors import Actors, declare
+from hub.runner.actors import QUEUE, URGENT_QUEUE, Actors, declare
 from hub.runner.broker import make_broker
 from hub.runner.routes import RunPolicy, claim
 from hub.store.engine import utcnow
 from hub.store.migrate import require_head
 from hub.store.schema import Connection, Operation, Route, Tenant
 from hub.sync import targets
+from hub.sync.context import URGENT_STREAMS
 from hub.sync.fairness import URGENT_KINDS, fair_due, in_flight
 from hub.sync.loading import Runtime, ensure_auth
 
@@ -78,22 +79,30 @@ def relay_once(rt: Runtime, send: Callable[[int], object], limit: int = 500, *,
     return len(ids)
 
 
-def schedule_once(rt: Runtime, send: Callable[[str, str, str], object], policy: RunPolicy | None = None) -> int:
-    """Start every route whose time has come; ``send(tenant, route, lease_until)``. The compare-and-set on
-    next_run_at lets one instance win, and the lease it sets brings the route back if the run never reports."""
+def reads_urgent(config: dict[str, Any]) -> bool:
+    """Whether a route reads sales or invoices (:data:`hub.sync.context.URGENT_STREAMS`): its runs are urgent work."""
+    return any(stream in URGENT_STREAMS for stream in config.get("streams") or ())
+
+
+def schedule_once(rt: Runtime, send: Callable[[str, str, str], object], policy: RunPolicy | None = None, *,
+                  send_urgent: Callable[[str, str, str], object] | None = None) -> int:
+    """Start every route whose time has come; ``send(tenant, route, lease_until)``, or ``send_urgent`` for a route
+    that reads sales or invoices when given. The compare-and-set on next_run_at lets one instance win, and the
+    lease it sets brings the route back if the run never reports."""
     policy = policy or RunPolicy()
     now = utcnow()
     started = 0
     with rt.store.sessions() as s:
-        due = list(s.execute(select(Route.id, Route.tenant_id, Route.name, Route.next_run_at)
+        due = list(s.execute(select(Route.id, Route.tenant_id, Route.name, Route.next_run_at, Route.config)
                              .join(Tenant, Tenant.id == Route.tenant_id)
                              .where(Route.enabled.is_(True), Route.next_run_at <= now, Route.paused_at.is_(None),
                                     Route.source_id.not_in(_held_connections()),
                                     Route.sink_id.not_in(_held_connections()))))
-    for route_id, tenant, name, next_run_at in due:
+    for route_id, tenant, name, next_run_at, config in due:
         lease_until = claim(rt, route_id, next_run_at, policy) if next_run_at is not None else None
         if lease_until is not None:
-            send(tenant, name, lease_until.isoformat())
+            urgent = send_urgent is not None and reads_urgent(config or {})
+            (send_urgent if urgent and send_urgent is not None else send)(tenant, name, lease_until.isoformat())
             started += 1
     return started
 
@@ -119,6 +128,11 @@ def renew_idle_once(rt: Runtime) -> int:
     return renewed
 
 
+def urgent_threads(threads: int) -> int:
+    """Threads of their own for sales and invoices, beside ``threads`` for everything else."""
+    return max(2, threads // 2)
+
+
 class Service:
     def __init__(self, rt: Runtime, redis_url: str | None, threads: int = 4, relay_interval: float = 0.5,
                  scheduler_interval: float = 5.0, broker: dramatiq.Broker | None = None,
@@ -142,12 +156,18 @@ class Service:
         self.redis_url = redis_url
         self.wakeups: targets.Subscriber | None = None
         self.worker: Worker | None = None
+        self.urgent_worker: Worker | None = None
+        """Consumes the urgent queue alone (``urgent_threads``): a thread is always free for a sale, whatever the
+        catalogs hold (with the priority off, nothing is sent there)."""
         self._loops: list[threading.Thread] = []
 
     def start(self) -> None:
         require_head(self.rt.store)
-        self.worker = Worker(self.broker, worker_threads=self.threads, worker_timeout=100)
+        self.worker = Worker(self.broker, queues={QUEUE}, worker_threads=self.threads, worker_timeout=100)
+        self.urgent_worker = Worker(self.broker, queues={URGENT_QUEUE}, worker_threads=urgent_threads(self.threads),
+                                    worker_timeout=100)
         self.worker.start()
+        self.urgent_worker.start()
         webhooks.DUE_LISTENERS.append(self.due_now.set)
         if self.redis_url:
             self.wakeups = targets.Subscriber(self.redis_url, self.due_now.set)
@@ -168,8 +188,10 @@ class Service:
             self.stopping.wait(REFILL_SECONDS)  # a busy outbox: top the windows up sooner than every tick
 
     def _schedule(self) -> None:
+        urgent = (lambda tenant, route, lease: self.actors.run_urgent_sync.send(tenant, route, lease)) \
+            if self.prioritized else None
         schedule_once(self.rt, lambda tenant, route, lease: self.actors.run_sync.send(tenant, route, lease),
-                      self.policy)
+                      self.policy, send_urgent=urgent)
         renew_idle_once(self.rt)
 
     def _loop(self, step: Callable[[], None], interval: float, wake: threading.Event | None = None) -> None:
@@ -195,6 +217,10 @@ class Service:
             self.wakeups.stop()
         for thread in self._loops:
             thread.join(timeout=5)
-        if self.worker is not None:
-            self.worker.stop(timeout=int(timeout * 1000))
+        stopping = [threading.Thread(target=worker.stop, kwargs={"timeout": int(timeout * 1000)})
+                    for worker in (self.worker, self.urgent_worker) if worker is not None]
+        for thread in stopping:  # together: a graceful stop takes the longer of the two, not their sum
+            thread.start()
+        for thread in stopping:
+            thread.join()
         self.broker.close()
