@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from hub.store.schema import ApiCall, Operation
 from hub.sync.drain import drain
+from hub.sync.ingest import enqueue
 from hub.sync.pull import sync_route
 from sqlalchemy import event, func, select
 
@@ -113,3 +114,22 @@ def test_a_product_changed_and_put_back_before_any_write_ran_still_reaches_the_s
     with rt.store.sessions() as s:
         states = sorted(s.scalars(select(Operation.state)))
     assert states == ["done", "superseded", "superseded"]
+
+
+def test_the_same_writes_recorded_again_are_queued_once_and_the_queued_ones_stay(rt, tmp_path, lojinha_pair):
+    """Two runs that read the same change at once both record its write: the store's unique key keeps one, and
+    superseding spares a queued write with the very key being recorded (it is that write)."""
+    (erp, erp_url), (shop, shop_url) = lojinha_pair
+    erp.seed("products", 3)
+    apply_demo_routes(rt, tmp_path, erp_url, shop_url, **{"catalog.streams": ["products"]})
+    assert sync_route(rt, "demo", "catalog").ok
+    columns = [c.key for c in Operation.__table__.columns if c.key != "id"]
+    with rt.store.sessions() as s:
+        queued = [{c: getattr(op, c) for c in columns} for op in s.scalars(select(Operation))]
+    assert len(queued) == 3
+    with rt.store.begin() as s:
+        assert enqueue(s, queued + queued[:1]) == 0
+    with rt.store.sessions() as s:
+        assert sorted(s.scalars(select(Operation.state))) == ["pending"] * 3
+    drain(rt)
+    assert len(shop.records("products")) == 3

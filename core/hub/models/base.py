@@ -24,10 +24,13 @@ class Canonical(BaseModel):
         """A key that identifies the same thing on every platform (SKU, CPF/CNPJ), if there is one."""
         return None
 
+    def canonical_json(self) -> str:
+        """The record as the content hash sees it: keys sorted, no empty (None) fields, ASCII only."""
+        return json.dumps(self.model_dump(mode="json", exclude_none=True), sort_keys=True, separators=(",", ":"))
+
     def content_hash(self) -> str:
         """Stable over field order and platforms: change detection and idempotency keys use it."""
-        data = self.model_dump(mode="json", exclude_none=True)
-        return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
 
 
 class Ref(BaseModel):

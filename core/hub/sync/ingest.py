@@ -12,6 +12,8 @@ from typing import Any, cast
 
 from pydantic import ValidationError
 from sqlalchemy import Table, bindparam, insert, null, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from hub.models import Action, Canonical, StatusTransition
@@ -163,8 +165,13 @@ def _check_record(tenant: str, platform: str, stream: str, item: Incoming,
     try:
         model = data if isinstance(data, model_cls) else model_cls.model_validate(
             data.model_dump() if isinstance(data, Canonical) else data)
-        # pydantic's own JSON (Rust) spells a NUL as \u0000; only then is the payload walked to name the field.
-        nul = _nul_field(model.model_dump(mode="json")) if "\\u0000" in model.model_dump_json() else None
+        if type(model).content_hash is Canonical.content_hash:  # the hash's own JSON serves the NUL check too
+            text = model.canonical_json()
+            content_hash = hashlib.sha256(text.encode()).hexdigest()
+        else:
+            text, content_hash = model.model_dump_json(), model.content_hash()
+        # JSON spells a NUL as \u0000; only then is the payload walked to name the field.
+        nul = _nul_field(model.model_dump(mode="json")) if "\\u0000" in text else None
         if nul is not None:
             return Refusal(nul, f"{what}: {nul} holds a NUL byte (\\u0000), which the store cannot keep",
                            f"Correct {nul} of this record on {platform} (remove the invisible character); {correct}")
@@ -174,7 +181,7 @@ def _check_record(tenant: str, platform: str, stream: str, item: Incoming,
             return Refusal(name, f"{what}: its {name} is {len(key)} characters long; the store keeps at most "
                                  f"{MAX_KEY_LENGTH}",
                            f"Shorten the {name} of this record on {platform}; {correct}")
-        return model, model.content_hash()
+        return model, content_hash
     except ValidationError as exc:
         field_name, reason = _validation_problem(exc)
         return Refusal(field_name, f"{platform} {stream} {item.external_id}: {reason}",
@@ -218,36 +225,36 @@ def _current_run() -> int | None:
 
 
 def enqueue(s: Session, rows: list[dict[str, Any]], born: Collection[str] = ()) -> int:
-    """Insert outbox rows, skipping any whose idempotency key is already recorded. ``born``: canonical ids this
-    transaction created, which no queued write can name yet (nothing to supersede)."""
+    """Insert outbox rows, skipping any whose idempotency key is already recorded (the database's unique key
+    decides, so two runs recording the same write at once leave one). ``born``: canonical ids this transaction
+    created, which no queued write can name yet (nothing to supersede). Returns how many rows were new."""
     if not rows:
         return 0
-    keys = [r["idempotency_key"] for r in rows if r["canonical_id"] not in born]
-    known = set(s.scalars(select(Operation.idempotency_key).where(Operation.idempotency_key.in_(keys)))) if keys \
-        else set()
-    fresh = {r["idempotency_key"]: r for r in rows if r["idempotency_key"] not in known}
-    if fresh:
-        coalesce(s, [r for r in fresh.values() if r["canonical_id"] not in born])
-        s.execute(insert(OPERATIONS), list(fresh.values()))
-    return len(fresh)
+    fresh = {r["idempotency_key"]: r for r in rows}
+    coalesce(s, [r for r in fresh.values() if r["canonical_id"] not in born])
+    table_insert = postgresql_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = table_insert(OPERATIONS).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    inserted = s.execute(statement.execution_options(preserve_rowcount=True), list(fresh.values()))
+    return int(inserted.rowcount)  # type: ignore[attr-defined]
 
 
 def coalesce(s: Session, rows: list[dict[str, Any]]) -> int:
     """Supersede the queued, never-tried writes of the same records that ``rows`` replace: a burst of stock changes
     to one SKU leaves one write, with the latest value, and the others cost no call (nor a claim). A write already
     tried is left to run its course (it may have reached the platform; it is superseded when it runs, handing its
-    remote id on)."""
-    targets: dict[tuple[int, int, str, str], set[str]] = {}
+    remote id on). A queued write with one of ``rows``' own keys is the same write, and stays."""
+    targets: dict[tuple[int, int, str, str], dict[str, str]] = {}
     ops = OPERATIONS.c
     for row in rows:
         if row["kind"] in COALESCED:
             key = (row["route_id"], row["connection_id"], row["kind"], row["entity"])
-            targets.setdefault(key, set()).add(row["canonical_id"])
+            targets.setdefault(key, {})[row["idempotency_key"]] = row["canonical_id"]
     done = 0
-    for (route_id, connection_id, kind, entity), ids in targets.items():
+    for (route_id, connection_id, kind, entity), written in targets.items():
         done += s.execute(update(OPERATIONS).where(
             ops.route_id == route_id, ops.connection_id == connection_id, ops.kind == kind, ops.entity == entity,
-            ops.canonical_id.in_(ids), ops.state == "pending", ops.attempts == 0, ops.remote_id.is_(None),
+            ops.canonical_id.in_(set(written.values())), ops.state == "pending", ops.attempts == 0,
+            ops.remote_id.is_(None), ops.idempotency_key.not_in(list(written)),
         ).values(state="superseded", updated_at=utcnow())).rowcount  # type: ignore[attr-defined]
     return done
 
@@ -332,18 +339,8 @@ def ingest_page(s: Session, registry: Registry, route: Route, view: RouteView, s
     if new_bindings:
         s.execute(insert(BINDINGS), new_bindings)
     known_ids = [c for c in canonical_of.values() if c not in born]  # a born id has no record nor sink binding yet
-    # Only a sale's stored payload is read back (its status and an exchange's cancellation); parsing a page of
-    # product payloads to look at neither was a fifth of an update's store time.
-    stored_payload = Record.payload if stream == "sales" else null().label("payload")
-    records = {r.canonical_id: r for r in s.execute(select(
-        Record.id, Record.canonical_id, stored_payload, Record.content_hash, Record.version).where(
-        Record.tenant_id == tenant, Record.entity == stream, Record.canonical_id.in_(known_ids)))} if known_ids else {}
-    sink_hashes: dict[str, str | None] = {}
-    if push and known_ids:
-        rows = s.execute(select(Binding.canonical_id, Binding.content_hash).where(
-            Binding.connection_id == route.sink_id, Binding.entity == stream,
-            Binding.canonical_id.in_(known_ids)))
-        sink_hashes = {canonical_id: h for canonical_id, h in rows}
+    records = _stored(s, tenant, stream, known_ids, route.sink_id if push else None) if known_ids else {}
+    sink_hashes = {canonical_id: r.sink_hash for canonical_id, r in records.items()}
 
     ops: list[dict[str, Any]] = []
     new_records: list[dict[str, Any]] = []
@@ -393,6 +390,27 @@ def ingest_page(s: Session, registry: Registry, route: Route, view: RouteView, s
         ops.extend(cancel_replaced(s, registry, route, view, exchange, now))
     counts.operations = enqueue(s, ops, born)
     return counts
+
+
+SINK_BINDINGS = BINDINGS.alias("sink_bindings")
+
+
+def _stored(s: Session, tenant: str, stream: str, canonical_ids: list[str], sink_id: int | None) -> dict[str, Any]:
+    """The stored records of ``canonical_ids`` with the content hash the sink has of each (``sink_hash``, None when
+    not bound there or ``sink_id`` is None), in one query. Only a sale's stored payload is read back (its status and
+    an exchange's cancellation): parsing a page of product payloads to look at neither was a fifth of an update's
+    store time."""
+    r, sink = RECORDS.c, SINK_BINDINGS.c
+    payload = r.payload if stream == "sales" else null().label("payload")
+    if sink_id is None:
+        query = select(r.id, r.canonical_id, payload, r.content_hash, r.version, null().label("sink_hash"))
+    else:
+        query = select(r.id, r.canonical_id, payload, r.content_hash, r.version, sink.content_hash.label("sink_hash")
+                       ).select_from(RECORDS.outerjoin(SINK_BINDINGS, (sink.connection_id == sink_id)
+                                                       & (sink.entity == stream)
+                                                       & (sink.canonical_id == r.canonical_id)))
+    return {row.canonical_id: row for row in s.execute(query.where(
+        r.tenant_id == tenant, r.entity == stream, r.canonical_id.in_(canonical_ids)))}
 
 
 def ingest_updates(s: Session, registry: Registry, route: Route, view: RouteView, stream: str,
