@@ -21,6 +21,7 @@ import resource
 import statistics
 import tempfile
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,23 @@ def plan(scenario: Scenario, tenant: config.TenantConfig, products: int, sales: 
             leg.seeds = [Seed(connection=leg.source, stream=leg.stream,
                               count=products if leg.stream == "products" else sales)]
     return legs
+
+
+def copy_tenant(parsed: config.RoutesFile, tenant: str, name: str,
+                enabled: Collection[str] | None = None) -> config.TenantConfig:
+    """Add to ``parsed`` a deep copy of ``tenant`` as tenant ``name`` (``enabled``: only those routes left enabled)
+    and return it. Its connections are its own: give them their own sandboxes with
+    ``start_sandboxes(copy, f"HUB_ENV_BENCH_{name}")``, then apply both tenants."""
+    if name in parsed.tenants:
+        raise ConfigError(f"{parsed.source}: tenant {name!r} is already in the file",
+                          fix="Name the copy after no tenant of the file.")
+    copy = parsed.tenants[tenant].model_copy(deep=True)
+    copy.name = f"{copy.name} ({name})"
+    for rname, route in copy.routes.items():
+        if enabled is not None and rname not in enabled:
+            route.enabled = False
+    parsed.tenants[name] = copy
+    return copy
 
 
 def _scaled(seed: Seed, base: dict[str, int], products: int, sales: int, categories: int) -> Seed:

@@ -106,13 +106,14 @@ class SandboxBase(ABC):
         return {stream: len(self.records(stream)) for stream in self.streams}
 
     def stats(self, *, clear_log: bool = False) -> dict[str, Any]:
-        """Requests served, 429s answered, random faults played, and the logged requests by method and path shape
-        (``clear_log``: then empty the log, which a long bench would otherwise grow without bound)."""
+        """Requests served, token calls, 429s answered, random faults played, and the logged requests by method and
+        path shape (``clear_log``: then empty the log, which a long bench would otherwise grow without bound)."""
         with self.lock:
             calls = Counter(f"{r.get('method')} {_ID.sub('/{id}', str(r.get('path')))}" for r in self.counters.log)
             if clear_log:
                 self.counters.log.clear()
-            return {"requests": self.counters.requests, "throttled": self.counters.throttled,
+            return {"requests": self.counters.requests, "token_calls": self.counters.token_calls,
+                    "throttled": self.counters.throttled,
                     "faults_played": dict(self.faults.played), "calls": dict(calls)}
 
     def inject_fault(self, kind: str, times: int = 1, *, method: str | None = None) -> None:
