@@ -251,3 +251,14 @@ def test_postings_told_to_wait_for_their_sales_push_never_keep_the_push_from_the
     urgent.clear()
     relay_once(rt, urgent.append, send_urgent=urgent.append, window=16)
     assert urgent == postings[:16], "the waiting postings still go out once nothing else can run"
+
+
+def test_bulk_work_gives_way_while_urgent_work_runs_in_the_process_and_only_so_long() -> None:
+    from hub.sync.give_way import PAUSE_LIMIT_SECONDS, give_way, urgent_running, urgent_work
+
+    assert give_way() == 0, "nothing urgent runs: a catalog page goes on at once"
+    with urgent_work():
+        assert urgent_running() == 1
+        paused = give_way()
+    assert paused == pytest.approx(PAUSE_LIMIT_SECONDS), "a page waits at most the limit, however long a sale takes"
+    assert urgent_running() == 0 and give_way() == 0

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from hub.privacy import mask_documents
 from hub.runner.routes import RunPolicy, run_route
 from hub.store.schema import Operation, Route
+from hub.sync.give_way import urgent_work
 from hub.sync.loading import Runtime
 from hub.sync.operations import execute
 
@@ -72,6 +73,14 @@ def declare(broker: dramatiq.Broker, rt: Runtime, policy: RunPolicy | None = Non
         # No broker retries: a failed run is retried by the scheduler with backoff (see hub.runner.routes).
         run_route(rt, tenant, route, datetime.fromisoformat(lease_until) if lease_until else None, policy)
 
+    def execute_urgent(op_id: int) -> None:
+        with urgent_work():  # this process's catalog runs give way meanwhile (hub.sync.give_way)
+            execute_operation(op_id)
+
+    def run_urgent_sync(tenant: str, route: str, lease_until: str | None = None) -> None:
+        with urgent_work():
+            run_sync(tenant, route, lease_until)
+
     return Actors(
         execute_operation=dramatiq.Actor(execute_operation, broker=broker, actor_name="hub.execute_operation",
                                          queue_name=QUEUE, priority=0, options={}),
@@ -79,9 +88,9 @@ def declare(broker: dramatiq.Broker, rt: Runtime, policy: RunPolicy | None = Non
         # lowest priority a route's read never ran while another tenant's catalog kept the queue full.
         run_sync=dramatiq.Actor(run_sync, broker=broker, actor_name="hub.run_sync", queue_name=QUEUE,
                                 priority=0, options={"max_retries": 0, "time_limit": RUN_TIME_LIMIT_MS}),
-        execute_urgent=dramatiq.Actor(execute_operation, broker=broker, actor_name="hub.execute_urgent",
+        execute_urgent=dramatiq.Actor(execute_urgent, broker=broker, actor_name="hub.execute_urgent",
                                       queue_name=URGENT_QUEUE, priority=-10, options={}),
-        run_urgent_sync=dramatiq.Actor(run_sync, broker=broker, actor_name="hub.run_urgent_sync",
+        run_urgent_sync=dramatiq.Actor(run_urgent_sync, broker=broker, actor_name="hub.run_urgent_sync",
                                        queue_name=URGENT_QUEUE, priority=-5,
                                        options={"max_retries": 0, "time_limit": RUN_TIME_LIMIT_MS}),
     )

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from sqlalchemy import Table, bindparam, insert, null, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from hub.models import Action, Canonical, StatusTransition
 from hub.platform import Incoming, Platform, Rejected
@@ -226,35 +226,43 @@ def _current_run() -> int | None:
 
 def enqueue(s: Session, rows: list[dict[str, Any]], born: Collection[str] = ()) -> int:
     """Insert outbox rows, skipping any whose idempotency key is already recorded (the database's unique key
-    decides, so two runs recording the same write at once leave one). ``born``: canonical ids this transaction
-    created, which no queued write can name yet (nothing to supersede). Returns how many rows were new."""
+    decides, so two runs recording the same write at once leave one), then supersede what they replace.
+    ``born``: canonical ids this transaction created, which no queued write can name yet (nothing to supersede).
+    Returns how many rows were new."""
     if not rows:
         return 0
-    fresh = {r["idempotency_key"]: r for r in rows}
-    coalesce(s, [r for r in fresh.values() if r["canonical_id"] not in born])
     table_insert = postgresql_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
     statement = table_insert(OPERATIONS).on_conflict_do_nothing(index_elements=["idempotency_key"])
-    inserted = s.execute(statement.execution_options(preserve_rowcount=True), list(fresh.values()))
+    inserted = s.execute(statement.execution_options(preserve_rowcount=True),
+                         list({r["idempotency_key"]: r for r in rows}.values()))
+    coalesce(s, [r for r in rows if r["canonical_id"] not in born])
     return int(inserted.rowcount)  # type: ignore[attr-defined]
 
 
+NEWER = aliased(Operation, name="newer")
+
+
 def coalesce(s: Session, rows: list[dict[str, Any]]) -> int:
-    """Supersede the queued, never-tried writes of the same records that ``rows`` replace: a burst of stock changes
-    to one SKU leaves one write, with the latest value, and the others cost no call (nor a claim). A write already
-    tried is left to run its course (it may have reached the platform; it is superseded when it runs, handing its
-    remote id on). A queued write with one of ``rows``' own keys is the same write, and stays."""
-    targets: dict[tuple[int, int, str, str], dict[str, str]] = {}
+    """Supersede the queued, never-tried writes of the records that ``rows`` (already recorded) replace: those with
+    a newer queued write of the same kind. A burst of stock changes to one SKU leaves one write, with the latest
+    value, and the others cost no call (nor a claim). A write already tried is left to run its course (it may have
+    reached the platform; it is superseded when it runs, handing its remote id on). A write recorded again (its key
+    already queued) is the newest of its record, and stays."""
+    targets: dict[tuple[int, int, str, str], set[str]] = {}
     ops = OPERATIONS.c
     for row in rows:
         if row["kind"] in COALESCED:
             key = (row["route_id"], row["connection_id"], row["kind"], row["entity"])
-            targets.setdefault(key, {})[row["idempotency_key"]] = row["canonical_id"]
+            targets.setdefault(key, set()).add(row["canonical_id"])
+    newer = select(NEWER.id).where(
+        NEWER.route_id == ops.route_id, NEWER.canonical_id == ops.canonical_id, NEWER.state == "pending",
+        NEWER.connection_id == ops.connection_id, NEWER.kind == ops.kind, NEWER.entity == ops.entity,
+        NEWER.id > ops.id).exists()
     done = 0
-    for (route_id, connection_id, kind, entity), written in targets.items():
+    for (route_id, connection_id, kind, entity), ids in targets.items():
         done += s.execute(update(OPERATIONS).where(
             ops.route_id == route_id, ops.connection_id == connection_id, ops.kind == kind, ops.entity == entity,
-            ops.canonical_id.in_(set(written.values())), ops.state == "pending", ops.attempts == 0,
-            ops.remote_id.is_(None), ops.idempotency_key.not_in(list(written)),
+            ops.canonical_id.in_(ids), ops.state == "pending", ops.attempts == 0, ops.remote_id.is_(None), newer,
         ).values(state="superseded", updated_at=utcnow())).rowcount  # type: ignore[attr-defined]
     return done
 

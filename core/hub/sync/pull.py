@@ -18,12 +18,14 @@ from hub.errors import AuthExpired, AuthRevoked, ConfigError, Fatal, HubError, P
 from hub.models import PaymentMethod
 from hub.platform import Incoming, Page
 from hub.privacy import mask_documents
+from hub.ratelimit import BULK
 from hub.store import statistics
 from hub.store.engine import utcnow
 from hub.store.schema import Connection, Cursor, Route
 from hub.streams import stream_spec
 from hub.sync import targets
-from hub.sync.context import ApiEntry, ConnectorContext, RouteView
+from hub.sync.context import ApiEntry, ConnectorContext, RouteView, budget_priority
+from hub.sync.give_way import give_way
 from hub.sync.ingest import FUTURE_TOLERANCE, PageCounts, enqueue, in_the_future, operation_row, write_page
 from hub.sync.loading import (
     Runtime,
@@ -370,6 +372,7 @@ def _sync_stream(rt: Runtime, route: Route, view: RouteView, source: Connection,
     with rt.store.begin() as s:
         since = None if full else _cursor(s, route, stream).position
     full_run = since is None
+    bulk = budget_priority(stream) == BULK
     for attempt in (1, 2):
         ctx = make_context(rt, source, view, stream)
         try:
@@ -393,6 +396,8 @@ def _sync_stream(rt: Runtime, route: Route, view: RouteView, source: Connection,
                     s.expunge(route)
                     statistics.refresh(s, result.pages + 1, full=full_run)
                 result.pages += 1
+                if bulk:
+                    give_way()
                 result.counts.add(counts)
                 if progress:
                     progress(stream, counts)
