@@ -129,8 +129,10 @@ def renew_idle_once(rt: Runtime) -> int:
 
 
 def urgent_threads(threads: int) -> int:
-    """Threads of their own for sales and invoices, beside ``threads`` for everything else."""
-    return max(2, threads // 2)
+    """Threads of their own for sales and invoices, beside ``threads`` for everything else: as many, since a sale's
+    writes mostly wait for their account's budget, and the sales route's read holds one while it runs (with half as
+    many, POS sales beside a 20,000-product sync on the same Bling account waited a p95 of 15 s)."""
+    return max(2, threads)
 
 
 class Service:
