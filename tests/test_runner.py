@@ -18,6 +18,16 @@ from sqlalchemy import select, update
 from tests.flows import apply_demo_routes
 
 
+def _emptied_redis() -> str | None:
+    """The PostgreSQL pass's Redis, emptied: no broker message or budget left by an earlier test."""
+    redis_url = os.environ.get("HUB_TEST_REDIS_URL")
+    if redis_url:
+        import redis
+
+        redis.Redis.from_url(redis_url).flushdb()
+    return redis_url
+
+
 def test_scheduler_starts_each_due_route_once_across_instances(rt, tmp_path):
     apply_demo_routes(rt, tmp_path, "http://127.0.0.1:9", "http://127.0.0.1:9")
     started: list[tuple[str, str]] = []
@@ -85,12 +95,7 @@ def test_the_service_syncs_a_scheduled_route_end_to_end(rt, tmp_path, lojinha_pa
     apply_demo_routes(rt, tmp_path, erp_url, shop_url)
     with rt.store.begin() as s:
         s.execute(update(Route).where(Route.name == "sales").values(enabled=False))
-    redis_url = os.environ.get("HUB_TEST_REDIS_URL")
-    if redis_url:
-        import redis
-
-        redis.Redis.from_url(redis_url).flushdb()
-    service = Service(rt, redis_url, threads=4, relay_interval=0.1, scheduler_interval=0.1)
+    service = Service(rt, _emptied_redis(), threads=4, relay_interval=0.1, scheduler_interval=0.1)
     service.start()
     try:
         deadline = time.monotonic() + 60
@@ -136,12 +141,7 @@ def test_a_sale_is_read_and_written_while_the_catalog_holds_every_catalog_thread
     apply_demo_routes(rt, tmp_path, erp_url, shop_url, **{"catalog.streams": ["products"]})
     with rt.store.begin() as s:
         s.execute(update(Route).where(Route.name == "sales").values(next_run_at=None))
-    redis_url = os.environ.get("HUB_TEST_REDIS_URL")
-    if redis_url:
-        import redis
-
-        redis.Redis.from_url(redis_url).flushdb()
-    service = Service(rt, redis_url, threads=1, relay_interval=0.1, scheduler_interval=0.1)
+    service = Service(rt, _emptied_redis(), threads=1, relay_interval=0.1, scheduler_interval=0.1)
     service.start()
     try:
         deadline = time.monotonic() + 30
