@@ -74,9 +74,6 @@ def test_superseding_a_pages_queued_writes_probes_each_record_not_the_routes_who
     assert superseded == 12, "each product's first write gave way to its newer one"
 
 
-@pytest.mark.xfail(strict=True, reason="known: a write's key is its record's content hash, so a state the record "
-                   "had before is taken for the write already done (issue 15's closing note); keying writes by "
-                   "version instead exposes a status ping-pong between the Plugg.to orders and cancellations routes")
 def test_a_product_put_back_as_it_was_is_written_again(rt, tmp_path, lojinha_pair):
     """A price raised and then put back (a promotion's end) reaches the sink both times: the write of the old value
     is a new write, not the one already done."""
@@ -100,9 +97,6 @@ def test_a_product_put_back_as_it_was_is_written_again(rt, tmp_path, lojinha_pai
     assert on_the_shop() == before["preco"]
 
 
-@pytest.mark.xfail(strict=True, reason="known: a write's key is its record's content hash, so a state the record "
-                   "had before is taken for the write already done (issue 15's closing note); keying writes by "
-                   "version instead exposes a status ping-pong between the Plugg.to orders and cancellations routes")
 def test_a_product_changed_and_put_back_before_any_write_ran_still_reaches_the_sink(rt, tmp_path, lojinha_pair):
     """Its first write superseded by the change, the change's by the return: the last one must still run."""
     (erp, erp_url), (shop, shop_url) = lojinha_pair

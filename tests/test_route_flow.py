@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dramatiq
-import pytest
 from dramatiq import Worker
 from dramatiq.brokers.stub import StubBroker
 from hub.runner.actors import declare
@@ -138,9 +137,6 @@ def test_status_transitions_run_each_action_exactly_once(rt, tmp_path, lojinha_p
     assert len(erp.records("sales")) == 4
 
 
-@pytest.mark.xfail(strict=True, reason="known: a write's key is its record's content hash, so a state the record "
-                   "had before is taken for the write already done (issue 15's closing note); keying writes by "
-                   "version instead exposes a status ping-pong between the Plugg.to orders and cancellations routes")
 def test_a_sale_reopened_and_cancelled_again_posts_and_reverses_again(rt, tmp_path, lojinha_pair):
     """Atendido -> cancelado -> atendido -> cancelado: each passage runs its actions, so the stock posted by the
     reopening is reversed by the second cancellation (the same change twice is two changes, not a replay)."""

@@ -74,3 +74,44 @@ tenants:
     text = "\n".join(errors)
     assert "updates.sales: sales records have no field 'stauts'" in text and "status" in text, text
     assert "updates.products: 'products' is not one of the route's streams" in text, text
+
+
+def test_the_erps_word_for_a_status_is_stored_in_the_shops_words_keep_leaves_it_and_a_missing_one_is_refused(
+        rt, tmp_path, lojinha_pair):
+    """The record holds the status in the words of the route that brought it (the shop's). Had the statuses route
+    stored the ERP's word, the two routes would rewrite the record in turn for ever, each with its own word."""
+    (erp, erp_url), (shop, shop_url) = lojinha_pair
+    table = {"faturado": "atendido", "em aberto": "keep"}
+    apply_demo_routes(rt, tmp_path, erp_url, shop_url, statuses={**STATUSES, "mappings": {"statuses": table}})
+    shop.seed("sales", 3)
+    assert sync_route(rt, "demo", "sales").ok and set(drain(rt)) == {"done"}
+    numbers = sorted(_orders(erp))
+    billed, untouched, odd = (_orders(erp)[n] for n in numbers)
+    erp.edit("sales", str(billed["id"]), situacao="faturado")
+    erp.edit("sales", str(untouched["id"]), situacao="em aberto")
+    erp.edit("sales", str(odd["id"]), situacao="em separação")
+
+    report = sync_route(rt, "demo", "statuses")
+    assert report.ok, report
+    assert set(drain(rt)) == {"done"}
+    shop_orders = _orders(shop)
+    assert shop_orders[numbers[0]]["situacao"] == "atendido", "the ERP's 'faturado' in the shop's words"
+    assert shop_orders[numbers[1]]["situacao"] == "aberto", "'keep': the shop's status stays as it was"
+    assert shop_orders[numbers[2]]["situacao"] == "aberto", "an unmapped status is not guessed"
+    with rt.store.sessions() as s:
+        (refused,) = s.scalars(select(Quarantine)).all()
+    assert refused.field == "status" and "'em separação' has no mapping" in refused.reason, refused.reason
+    assert "routes.statuses.mappings.statuses" in refused.fix and "'keep'" in refused.fix, refused.fix
+
+    seen = {box: len(box.request_log) for box in (erp, shop)}
+    for route in ("sales", "statuses", "sales", "statuses"):
+        again = sync_route(rt, "demo", route)
+        assert again.ok and sum(s.counts.operations for s in again.streams) == 0, (route, again)
+        assert not any(s.counts.changed for s in again.streams), "the shop's 'atendido' is the record's own word"
+    assert drain(rt) == {"done": 4}, "the 3 orders and the one status carried; nothing more"
+    assert not [r for box, at in seen.items() for r in box.request_log[at:] if r["method"] != "GET"]
+
+    apply_demo_routes(rt, tmp_path, erp_url, shop_url,
+                      statuses={**STATUSES, "mappings": {"statuses": {**table, "em separação": "atendido"}}})
+    assert sync_route(rt, "demo", "statuses").ok and set(drain(rt)) == {"done"}
+    assert _orders(shop)[numbers[2]]["situacao"] == "atendido", "the mapping added, the same ERP record is carried"

@@ -36,6 +36,11 @@ BUILTIN_TABLES: dict[str, MappingTable] = {
 }
 """The core's DE-PARA tables; :func:`hub.sync.operations.apply_mappings` applies them (``stores`` to stock too)."""
 
+KEEP_STATUS = "keep"
+"""A ``statuses`` entry that means "this status says nothing to the other side". On a route that only updates a
+sale's status (``updates: {sales: [status]}``) the record keeps the status it has; a sink plugin may honour it on
+other routes too (Plugg.to leaves an existing order's status alone)."""
+
 
 def declared_streams(registry: Registry) -> dict[str, tuple[StreamSpec, str]]:
     """Streams the installed plugins add, with the platform that declares each (the first one wins a name)."""

@@ -7,8 +7,8 @@ from decimal import Decimal
 from typing import Any
 
 from hub.runner.service import schedule_once
-from hub.store.schema import Route
-from sqlalchemy import update
+from hub.store.schema import Record, Route
+from sqlalchemy import select, update
 
 from tests.integration.pluggto_pair import TENANT, PluggtoPair, ppair_fixture  # noqa: F401 (the fixture "ppair")
 
@@ -202,6 +202,12 @@ def test_a_notification_on_the_url_token_brings_the_orders_route_forward(ppair: 
     assert p.sync("orders").ok and p.bling_order(order_id)
 
 
+def _sale_versions(p: PluggtoPair) -> dict[str, tuple[int, str | None]]:
+    with p.rt.store.sessions() as s:
+        return {r.canonical_id: (r.version, r.payload.get("status"))
+                for r in s.scalars(select(Record).where(Record.entity == "sales"))}
+
+
 def test_no_echo_repeated_syncs_of_unchanged_data_write_nothing(ppair: PluggtoPair) -> None:
     p = ppair
     _activate(p, 6)
@@ -211,8 +217,10 @@ def test_no_echo_repeated_syncs_of_unchanged_data_write_nothing(ppair: PluggtoPa
     for route in ("orders", "cancellations", "orders", "cancellations"):
         assert p.sync(route).ok
     operations, bling_at, pluggto_at = p.op_count(), len(p.bling.request_log), len(p.pluggto.request_log)
+    versions = _sale_versions(p)
     for route in ("catalog", "stock_prices", "orders", "cancellations", "orders", "cancellations"):
         assert p.sync(route).ok
+    assert _sale_versions(p) == versions, "each route reads its platform's word for a status as the record's own"
     assert not p.writes(p.bling, bling_at) and not p.writes(p.pluggto, pluggto_at)
     assert p.op_count() == operations, [(o.kind, o.entity, o.state, o.last_error) for o in p.ops()[operations:]]
 

@@ -22,7 +22,7 @@ from hub.privacy import mask_documents
 from hub.registry import Registry
 from hub.store.engine import utcnow
 from hub.store.schema import Binding, Operation, Quarantine, Record, Route
-from hub.streams import BUILTIN_STREAMS, stream_spec
+from hub.streams import BUILTIN_STREAMS, KEEP_STATUS, stream_spec
 from hub.sync.context import RouteView
 
 log = logging.getLogger(__name__)
@@ -201,14 +201,19 @@ def _validation_problem(exc: ValidationError) -> tuple[str, str]:
 
 def operation_row(route: Route, *, kind: str, entity: str, canonical_id: str, content_hash: str,
                   params: dict[str, Any] | None = None, key_extra: str = "",
-                  connection_id: int | None = None) -> dict[str, Any]:
-    """An outbox row for the route's sink (or ``connection_id``, e.g. an action the source's platform runs)."""
+                  connection_id: int | None = None, version: int | None = None) -> dict[str, Any]:
+    """An outbox row for the route's sink (or ``connection_id``, e.g. an action the source's platform runs).
+
+    ``version``: the record's version the write answers. A record may come back to an earlier state (a price put
+    back, a sale reopened and cancelled again); that is a new change with its own write, not a replay of the first,
+    so its key differs. The same version proposed twice is one write."""
     now = utcnow()
     target = route.sink_id if connection_id is None else connection_id
+    parts: tuple[object, ...] = (route.id, target, kind, entity, canonical_id, content_hash, key_extra)
     return dict(
         tenant_id=route.tenant_id, route_id=route.id, connection_id=target, kind=kind, entity=entity,
         canonical_id=canonical_id, content_hash=content_hash, params=params or {},
-        idempotency_key=operation_key(route.id, target, kind, entity, canonical_id, content_hash, key_extra),
+        idempotency_key=operation_key(*parts) if version is None else operation_key(*parts, f"v{version}"),
         state="pending", attempts=0, waits=0, available_at=now, lease_until=None, dispatched_at=None,
         remote_id=None, last_error=None, fix=None, created_at=now, updated_at=now, run_id=_current_run())
 
@@ -360,27 +365,28 @@ def ingest_page(s: Session, registry: Registry, route: Route, view: RouteView, s
         payload = model.model_dump(mode="json")
         old_status = None
         if record is None:
+            version = 1
             new_records.append(dict(tenant_id=tenant, entity=stream, canonical_id=canonical_id,
                                     natural_key=model.natural_key(), payload=payload, content_hash=content_hash,
-                                    version=1, updated_at=now))
+                                    version=version, updated_at=now))
             counts.new += 1
         elif record.content_hash != content_hash:
-            old_status = prior.get("status")
+            old_status, version = prior.get("status"), record.version + 1
             changed_records.append(dict(rid=record.id, payload=payload, hash=content_hash, key=model.natural_key(),
-                                        version=record.version + 1))
+                                        version=version))
             counts.changed += 1
         else:
-            old_status = prior.get("status")
+            old_status, version = prior.get("status"), record.version
             counts.unchanged += 1
         if push and sink_hashes.get(canonical_id) != content_hash:
             ops.append(operation_row(route, kind=push, entity=stream, canonical_id=canonical_id,
-                                     content_hash=content_hash))
+                                     content_hash=content_hash, version=version))
         new_status = payload.get("status")
         if stream == "sales" and new_status and new_status != old_status:
             transition = StatusTransition(canonical_id=canonical_id, from_status=_mapped(view, old_status),
                                           to_status=_mapped(view, new_status) or new_status, at=now)
             counts.transitions.append(transition)
-            ops.extend(plan_transition(registry, route, view, transition, content_hash))
+            ops.extend(plan_transition(registry, route, view, transition, content_hash, version))
         if stream == "sales" and view.cancel_replaced and payload.get("replaces"):
             exchanges.append(model)
     if new_records:
@@ -465,9 +471,18 @@ def ingest_updates(s: Session, registry: Registry, route: Route, view: RouteView
         if binding.content_hash == incoming_hash:
             counts.unchanged += 1
             continue
-        binding.content_hash, binding.synced_at = incoming_hash, now
         carried = incoming.model_dump(mode="json", include=set(fields))
-        merged_payload = {**record.payload, **{f: carried.get(f) for f in fields}}
+        unmapped = _carry_status(view, stream, carried)
+        if unmapped is not None:
+            quarantine(s, tenant=tenant, route_id=route.id, connection_id=source_id, entity=stream, record=ext,
+                       field="status", reason=f"tenant {tenant}, route {view.name}, {view.source.platform} {stream} "
+                                              f"{ext}: status {unmapped!r} has no mapping",
+                       fix=f"Add {unmapped!r} under routes.{view.name}.mappings.statuses (the sink's status, or "
+                           f"{KEEP_STATUS!r} to leave it as it is) and re-apply.", payload=carried)
+            counts.quarantined += 1
+            continue
+        binding.content_hash, binding.synced_at = incoming_hash, now
+        merged_payload = {**record.payload, **carried}
         try:
             merged = model_cls.model_validate(merged_payload)
         except ValidationError as exc:
@@ -489,16 +504,34 @@ def ingest_updates(s: Session, registry: Registry, route: Route, view: RouteView
         counts.changed += 1
         if push and sink_hashes.get(record.canonical_id) != content_hash:
             ops.append(operation_row(route, kind=push, entity=stream, canonical_id=record.canonical_id,
-                                     content_hash=content_hash))
+                                     content_hash=content_hash, version=record.version))
         new_status = record.payload.get("status")
         if stream == "sales" and new_status and new_status != old_status:
-            transition = StatusTransition(canonical_id=record.canonical_id, from_status=_mapped(view, old_status),
-                                          to_status=_mapped(view, new_status) or new_status, at=now)
+            transition = StatusTransition(canonical_id=record.canonical_id, from_status=old_status,
+                                          to_status=new_status, at=now)
             counts.transitions.append(transition)
-            ops.extend(plan_transition(registry, route, view, transition, content_hash))
+            ops.extend(plan_transition(registry, route, view, transition, content_hash, record.version))
     s.flush()
     counts.operations = enqueue(s, ops)
     return counts
+
+
+def _carry_status(view: RouteView, stream: str, carried: dict[str, Any]) -> str | None:
+    """Put a carried status in the record's words, in place: the route's ``statuses`` table maps the source's status
+    to the sink's, and the record holds the sink's (the route that brought the record wrote it so). Storing the
+    source's word instead made the two routes rewrite the record in turn, each with its own word for one status.
+    ``keep`` carries nothing. Returns the status when the table lacks it (the record is refused, not guessed)."""
+    table = view.mappings.get("statuses")
+    if stream != "sales" or "status" not in carried or not table or carried["status"] is None:
+        return None
+    status = carried["status"]
+    if status not in table:
+        return str(status)
+    if table[status] == KEEP_STATUS:
+        del carried["status"]
+    else:
+        carried["status"] = table[status]
+    return None
 
 
 UPDATE_RECORD = update(RECORDS).where(RECORDS.c.id == bindparam("rid")).values(
@@ -618,10 +651,10 @@ def cancel_replaced(s: Session, registry: Registry, route: Route, view: RouteVie
     original.payload, original.content_hash = model.model_dump(mode="json"), content_hash
     original.version, original.updated_at = original.version + 1, now
     ops = [operation_row(route, kind="push_sale", entity="sales", canonical_id=original.canonical_id,
-                         content_hash=content_hash)]
+                         content_hash=content_hash, version=original.version)]
     transition = StatusTransition(canonical_id=original.canonical_id, from_status=_mapped(view, old_status),
                                   to_status=_mapped(view, cancel) or cancel, at=now)
-    return ops + plan_transition(registry, route, view, transition, content_hash)
+    return ops + plan_transition(registry, route, view, transition, content_hash, original.version)
 
 
 def _mapped(view: RouteView, status: str | None) -> str | None:
@@ -657,10 +690,11 @@ def route_actions(view: RouteView, transition: StatusTransition) -> list[Action]
 
 
 def plan_transition(registry: Registry, route: Route, view: RouteView, transition: StatusTransition,
-                    content_hash: str) -> list[dict[str, Any]]:
+                    content_hash: str, version: int | None = None) -> list[dict[str, Any]]:
     """The operations a status change calls for: the route's matching rules' actions, plus every action a plugin
     of the route names in answer to ``on_status_transition``; each runs once, on the route's platform that
-    declares it in ``Platform.actions`` (the sink when both do)."""
+    declares it in ``Platform.actions`` (the sink when both do). ``version``: the record's, so a sale cancelled,
+    reopened and cancelled again reverses twice."""
     ends = _endpoints(registry, route, view)
     matched = route_actions(view, transition)
     wanted: list[tuple[_Endpoint, Action]] = []
@@ -689,5 +723,5 @@ def plan_transition(registry: Registry, route: Route, view: RouteView, transitio
             route, kind="perform_action", entity=transition.entity, canonical_id=transition.canonical_id,
             content_hash=content_hash, key_extra=f"{transition.from_status}->{transition.to_status}:{action.name}",
             params={"action": action.name, "params": action.params, "transition": transition.key},
-            connection_id=end.connection_id)
+            connection_id=end.connection_id, version=version)
     return list(planned.values())

@@ -65,7 +65,8 @@ def due_filter(now: Any) -> Any:
 
 
 def apply_mappings(sale: Sale, view: RouteView) -> Sale:
-    """Translate payment methods, status and store through the route's DE-PARA; a missing key is refused."""
+    """Translate payment methods, status and store through the route's DE-PARA; a missing key is refused. A route
+    that only updates the status translated it as it read it (:func:`hub.sync.ingest.ingest_updates`)."""
     where = f"tenant {view.tenant}, route {view.name}, sale {sale.number}"
     updates: dict[str, Any] = {}
     methods = view.mappings.get("payment_methods")
@@ -79,7 +80,7 @@ def apply_mappings(sale: Sale, view: RouteView) -> Sale:
             payments.append(payment.model_copy(update={"method": methods[payment.method]}))
         updates["payments"] = payments
     statuses = view.mappings.get("statuses")
-    if statuses is not None:
+    if statuses is not None and "status" not in view.updates.get("sales", ()):  # that route maps it when it reads
         if sale.status not in statuses:
             raise InvalidRecord(f"{where}: status {sale.status!r} has no mapping", field="status",
                                 fix=f"Add {sale.status!r} under routes.{view.name}.mappings.statuses and re-apply.")
