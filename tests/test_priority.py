@@ -109,6 +109,9 @@ def test_the_context_decides_the_class_from_its_stream_not_the_plugin() -> None:
     assert budget_priority("sales") == budget_priority("invoices") == URGENT
     assert budget_priority(None) == URGENT, "a token renewal is never held back"
     assert budget_priority("products") == budget_priority("stock") == budget_priority("prices") == BULK
+    assert budget_priority("customers", ["customers", "sales"]) == URGENT, \
+        "a sale waits for its customer: the customers a sales route writes go with its sales"
+    assert budget_priority("customers", ["products", "customers"]) == BULK, "a catalog's customers wait their turn"
     budget = Recording()
     for stream in ("products", "sales", None):
         ctx = ConnectorContext(tenant="loja", connection="bling", platform="bling", options={}, credentials={},

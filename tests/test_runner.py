@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from click.testing import CliRunner
 from hub.cli import cli
 from hub.runner.routes import RunPolicy, run_route
-from hub.runner.service import Service, schedule_once
+from hub.runner.service import Service, next_due_in, schedule_once
 from hub.store.engine import utcnow
-from hub.store.schema import Route
+from hub.store.schema import Route, Run
 from sqlalchemy import select, update
 
 from tests.flows import apply_demo_routes
@@ -50,6 +50,29 @@ def test_a_lost_run_message_is_sent_again_once_its_lease_lapses(rt, tmp_path):
     assert schedule_once(rt, lambda t, r, lease: resent.append((t, r, lease)), policy) == 2, \
         "routes whose run message was lost (no outcome within the lease) were not started again"
     assert sorted(r for _, r, _ in resent) == ["catalog", "sales"]
+
+
+def test_a_route_is_due_its_schedule_after_its_run_began_and_the_scheduler_sleeps_only_until_then(
+        rt, tmp_path, lojinha_pair):
+    (_erp, erp_url), (shop, shop_url) = lojinha_pair
+    apply_demo_routes(rt, tmp_path, erp_url, shop_url, **{"sales.schedule": "30s", "catalog.enabled": False})
+    shop.seed("sales", 2)
+    runs: list[tuple[str, str, str]] = []
+    assert schedule_once(rt, lambda t, r, lease: runs.append((t, r, lease))) == 1
+    (tenant, name, lease) = runs[0]
+    began = utcnow()
+    assert run_route(rt, tenant, name, datetime.fromisoformat(lease)).ok
+    with rt.store.sessions() as s:
+        due = s.scalar(select(Route.next_run_at).where(Route.name == "sales"))
+        run = s.scalars(select(Run).order_by(Run.id.desc())).first()
+    assert due is not None and run is not None and run.ended_at is not None
+    assert began <= due - timedelta(seconds=30) <= run.started_at < run.ended_at, \
+        "every 30 s counts from the run's start, not its end"
+    waits = next_due_in(rt)
+    assert waits is not None and 25 < waits <= 30, "the scheduler sleeps until the route is due, not a whole tick"
+    with rt.store.begin() as s:
+        s.execute(update(Route).where(Route.name == "sales").values(paused_at=utcnow()))
+    assert next_due_in(rt) is None, "a paused route wakes nobody"
 
 
 def test_a_failing_run_is_retried_with_growing_backoff_and_shown_in_status(rt, settings, tmp_path, monkeypatch):

@@ -122,6 +122,29 @@ def test_seed002_sales_go_cplug_to_bling_with_customer_linked_by_cpf_never_dupli
     assert {str(pair.bling_orders()[n]["contato"]["id"]) for n in numbers} == {str(contacts[0]["id"])}
 
 
+def test_a_new_customer_and_its_sales_make_one_contact_with_one_lookup(pair: Pair):
+    """The customers stream and the sales are written side by side, the sales first (they are urgent): whichever
+    makes the contact, the other takes it without asking Bling again."""
+    pair.catalog(4)
+    pair.apply()
+    pair.sync("catalog")
+    pair.cplug.seed("customers", 1)
+    (customer,) = pair.cplug.records("customers")
+    document = next(d["identify"] for d in customer["documents"] if d["type"] in ("cpf", "cnpj"))
+    for _ in range(2):
+        pair.cplug.sale(items=[{"sku": _simple_products(pair)[0]["codigo"]}], customer_id=customer["id"])
+    before = len(pair.bling.request_log)
+    assert pair.sync("sales").ok
+    calls = [(r["method"], r["path"]) for r in pair.bling.request_log[before:] if r["path"].startswith("/contatos")]
+    assert calls == [("GET", "/contatos"), ("POST", "/contatos")], calls
+    (contact,) = [c for c in pair.bling.records("customers") if c.get("numeroDocumento") == document]
+    assert {o["contato"]["id"] for o in pair.bling_orders().values()} == {contact["id"]}
+    with pair.rt.store.sessions() as s:
+        bound = s.scalars(select(Binding.external_id).where(Binding.entity == "customers",
+                                                            Binding.external_id == str(contact["id"]))).all()
+    assert len(bound) == 1, "the customer's own write is bound to the contact its sale made"
+
+
 def test_seed002_sales_without_a_customer_go_to_the_final_consumer(pair: Pair):
     pair.catalog(4)
     pair.apply()

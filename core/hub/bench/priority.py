@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -149,6 +150,7 @@ def run_phase(path: Path, priority: bool, products: int, warm: int, duration: fl
                 catalog_route = find_route(s, scenario.tenant, catalog.route)
                 sales_route = find_route(s, scenario.tenant, sales.route)
                 catalog_id, sales_id = catalog_route.id, sales_route.id
+                sales_streams = tuple((sales_route.config or {}).get("streams") or ())
                 due = [sales_id]
                 if neighbour is None:
                     s.execute(delete(Cursor).where(Cursor.route_id == catalog_id))
@@ -200,7 +202,7 @@ def run_phase(path: Path, priority: bool, products: int, warm: int, duration: fl
             window = (mark, started_at, ended_at)
             figures = _figures(rt, priority, rung, settled, window, catalog_id, sales_id, accounts[scenario.tenant],
                                0 if neighbour else products, interval, children[sales.sink].call("count", "sales"),
-                               pos_id, rung_at)
+                               pos_id, rung_at, sales_streams)
             if neighbour is not None:
                 seconds = figures["seconds"]
                 done, queued, by_class = _route_figures(rt, neighbour_catalog_id, accounts[neighbour], window)
@@ -254,10 +256,10 @@ def _failed(rt: Runtime, mark: int) -> int:
             Operation.id > mark, Operation.state == "failed")) or 0
 
 
-def _route_figures(rt: Runtime, route_id: int, account_id: int,
-                   window: tuple[int, datetime, datetime]) -> tuple[int, int, dict[str, int]]:
+def _route_figures(rt: Runtime, route_id: int, account_id: int, window: tuple[int, datetime, datetime],
+                   sales_streams: Sequence[str] = ()) -> tuple[int, int, dict[str, int]]:
     """A route's writes done in the phase and queued since ``mark``, and its account's calls in the phase by
-    budget class."""
+    budget class (``sales_streams``: those of the sales route on the account, whose every call is urgent)."""
     mark, started_at, ended_at = window
     with rt.store.sessions() as s:
         done = s.scalar(select(func.count()).select_from(Operation).where(
@@ -270,13 +272,14 @@ def _route_figures(rt: Runtime, route_id: int, account_id: int,
             .group_by(ApiCall.model))
         by_class = {"urgent": 0, "bulk": 0}
         for model, n in calls:
-            by_class[budget_priority(model)] += int(n)
+            by_class[budget_priority(model, sales_streams if model in sales_streams else ())] += int(n)
     return done, queued, by_class
 
 
 def _figures(rt: Runtime, priority: bool, rung: int, settled: bool, window: tuple[int, datetime, datetime],
              catalog_id: int, sales_id: int, shared_id: int, products: int, interval: float,
-             in_sink: int, pos_id: int, rung_at: dict[str, datetime]) -> dict[str, Any]:
+             in_sink: int, pos_id: int, rung_at: dict[str, datetime],
+             sales_streams: Sequence[str] = ()) -> dict[str, Any]:
     mark, started_at, ended_at = window
     seconds = max((ended_at - started_at).total_seconds(), 1e-6)
     with rt.store.sessions() as s:
@@ -288,7 +291,7 @@ def _figures(rt: Runtime, priority: bool, rung: int, settled: bool, window: tupl
                                      Operation.state == "done", Operation.id > mark)))
         latencies = [(done - read).total_seconds() for read, done, _sale in rows]
         from_ring = [(done - rung_at[sale]).total_seconds() for _read, done, sale in rows if sale in rung_at]
-    catalog_done, catalog_queued, by_class = _route_figures(rt, catalog_id, shared_id, window)
+    catalog_done, catalog_queued, by_class = _route_figures(rt, catalog_id, shared_id, window, sales_streams)
     shared_calls = sum(by_class.values())
     return {
         "priority": "on" if priority else "off",

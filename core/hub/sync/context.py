@@ -27,7 +27,7 @@ import ssl
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -260,10 +260,14 @@ URGENT_STREAMS = frozenset({"sales", "invoices"})
 NF-e, and the pulls of sales (see :mod:`hub.ratelimit`)."""
 
 
-def budget_priority(stream: str | None) -> str:
-    """URGENT for the sales and invoice streams and for calls outside any stream (a token renewal); BULK for the
-    catalog (products, stock, prices, categories, a plugin's own catalog streams)."""
-    return URGENT if stream is None or stream in URGENT_STREAMS else BULK
+def budget_priority(stream: str | None, route_streams: Collection[str] = ()) -> str:
+    """URGENT for the sales and invoice streams, for every stream of a route that carries them (``route_streams``:
+    a sale waits for its customer, which Bling's plugin creates under the lock the customer's own write holds) and
+    for calls outside any stream (a token renewal); BULK for the catalog (products, stock, prices, categories, a
+    plugin's own catalog streams)."""
+    if stream is None or stream in URGENT_STREAMS or not URGENT_STREAMS.isdisjoint(route_streams):
+        return URGENT
+    return BULK
 
 
 class Endpoint(BaseModel):
@@ -400,7 +404,7 @@ class ConnectorContext:
         ``day_tz``. Returns the seconds waited.
         """
         return pace(self.budget, key, per_second, burst=burst, per_day=per_day, day_tz=day_tz,
-                    priority=self.priority or budget_priority(self.stream))
+                    priority=self.priority or budget_priority(self.stream, self.route.streams if self.route else ()))
 
     @contextmanager
     def lock(self, name: str, timeout: float = 60.0) -> Iterator[Any]:

@@ -372,7 +372,7 @@ def _sync_stream(rt: Runtime, route: Route, view: RouteView, source: Connection,
     with rt.store.begin() as s:
         since = None if full else _cursor(s, route, stream).position
     full_run = since is None
-    bulk = budget_priority(stream) == BULK
+    bulk = budget_priority(stream, view.streams) == BULK
     for attempt in (1, 2):
         ctx = make_context(rt, source, view, stream)
         try:

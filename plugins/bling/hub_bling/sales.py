@@ -238,8 +238,21 @@ def find_contact(ctx: ConnectorContext, document: str) -> int | None:
     rows = get(ctx, "/contatos", {"numeroDocumento": document, "criterio": 1, "pagina": 1, "limite": 100})
     for row in rows.get("data") or []:
         if "".join(ch for ch in str(row.get("numeroDocumento", "")) if ch.isalnum()).upper() == document:
-            return int(row["id"])
+            return _known(ctx, document, int(row["id"]))
     return None
+
+
+def _known(ctx: ConnectorContext, document: str, contact: int) -> int:
+    ctx.cache.set(f"bling:contact:{document}", contact, CACHE_SECONDS)
+    return contact
+
+
+def _contact_seen(ctx: ConnectorContext, document: str) -> int | None:
+    """The contact this process found or made for the document lately. A sale and its customer's own write race
+    for one contact (the customers stream is written beside the sales): whichever goes second takes the first's
+    contact instead of looking it up again, as the store's binding only comes once the write is done."""
+    seen = ctx.cache.get(f"bling:contact:{document}")
+    return int(seen) if seen else None
 
 
 def contact_id(ctx: ConnectorContext, customer: Customer | None) -> int:
@@ -251,7 +264,7 @@ def contact_id(ctx: ConnectorContext, customer: Customer | None) -> int:
     if bound:
         return int(bound)
     with ctx.lock(f"contact:{customer.document}"):
-        found = find_contact(ctx, customer.document)
+        found = _contact_seen(ctx, customer.document) or find_contact(ctx, customer.document)
         if found is not None:
             return found
         return create_contact(ctx, customer)
@@ -273,6 +286,7 @@ def create_contact(ctx: ConnectorContext, customer: Customer) -> int:
         return found
     if customer.document:  # the customers stream then has nothing to write if it brings the same data
         ctx.cache.set(f"bling:contact-body:{customer.document}", _digest(body), CACHE_SECONDS)
+        return _known(ctx, customer.document, int(created["data"]["id"]))
     return int(created["data"]["id"])
 
 
@@ -283,7 +297,7 @@ def _digest(body: dict[str, Any]) -> str:
 def push_customer(ctx: ConnectorContext, customer: Customer, external_id: str | None) -> PushResult:
     if external_id is None and customer.document:
         with ctx.lock(f"contact:{customer.document}"):
-            found = find_contact(ctx, customer.document)
+            found = _contact_seen(ctx, customer.document) or find_contact(ctx, customer.document)
             if found is None:
                 contact = str(create_contact(ctx, customer))
                 ctx.record_remote_id(contact)
@@ -443,9 +457,11 @@ def push_sale(ctx: ConnectorContext, sale: Sale, external_id: str | None) -> Pus
             try:
                 created = request(ctx, "POST", "/pedidos/vendas", json_body=order_body(ctx, sale, situation))
             except InvalidRecord:
-                # A product deleted in Bling since it was looked up: look it up again on `hub retry`.
+                # A product or contact deleted in Bling since it was looked up: look it up again on `hub retry`.
                 for item in sale.items:
                     forget(ctx, f"product:{item.sku}")
+                if sale.customer is not None and sale.customer.document:
+                    forget(ctx, f"contact:{sale.customer.document}")
                 raise
             data = created.get("data") or {}
             new_id = str(data["id"])
