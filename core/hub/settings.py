@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     max_backoff_seconds: float = 3600.0
     relay_interval_seconds: float = 0.5
     scheduler_interval_seconds: float = 5.0
+    log_retention_days: int = Field(default=30, description="days the API log and received webhooks are kept "
+                                                            "(`hub run` prunes older rows hourly); 0 keeps them")
 
     def resolved_database_url(self) -> str:
         if self.database_url:

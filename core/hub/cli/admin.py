@@ -122,6 +122,32 @@ def db_downgrade(revision: str, as_json: bool) -> None:
     click.echo(f"database at {revision}")
 
 
+@db.command("prune")
+@click.option("--days", type=click.IntRange(min=1), default=None,
+              help="Keep this many days (default: HUB_LOG_RETENTION_DAYS, 30).")
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def db_prune(days: int | None, as_json: bool) -> None:
+    """Delete API-log rows and received webhooks older than the retention (`hub run` does it hourly). The outbox
+    is kept: its idempotency keys are what keep a write from being made twice."""
+    from hub.cli.common import check_home
+    from hub.settings import get_settings
+    from hub.store.engine import Store
+    from hub.store.retention import prune
+
+    check_home()
+    settings = get_settings()
+    keep = days if days is not None else settings.log_retention_days
+    if keep <= 0:
+        raise click.UsageError("HUB_LOG_RETENTION_DAYS is 0 (keep everything); give --days to prune anyway")
+    pruned = prune(Store.from_url(settings.resolved_database_url()), keep)
+    if as_json:
+        echo_json({"days": keep, "api_log": pruned.api_log, "webhook_events": pruned.webhook_events})
+        return
+    click.echo(f"deleted {pruned.api_log} API-log rows and {pruned.webhook_events} webhook events older than "
+               f"{keep} days")
+
+
 @db.command("status")
 @click.option("--json", "as_json", is_flag=True)
 @friendly_errors

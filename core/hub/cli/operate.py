@@ -228,7 +228,8 @@ def run(threads: int | None, run_for: float | None, webhook_port: int | None, we
     rt = build_runtime(settings)
     service = Service(rt, settings.redis_url, threads=threads or settings.worker_threads,
                       relay_interval=settings.relay_interval_seconds,
-                      scheduler_interval=settings.scheduler_interval_seconds)
+                      scheduler_interval=settings.scheduler_interval_seconds,
+                      retention_days=settings.log_retention_days)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

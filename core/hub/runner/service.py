@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -22,6 +23,7 @@ from hub.runner.broker import make_broker
 from hub.runner.routes import RunPolicy, claim
 from hub.store.engine import utcnow
 from hub.store.migrate import require_head
+from hub.store.retention import prune
 from hub.store.schema import Connection, Operation, Route, Tenant
 from hub.sync import targets
 from hub.sync.context import URGENT_STREAMS
@@ -42,6 +44,9 @@ def _schedulable() -> tuple[ColumnElement[bool], ...]:
             Route.sink_id.not_in(_held_connections()))
 
 
+PRUNE_EVERY_SECONDS = 3600.0
+PRUNE_BATCHES = 20
+"""Batches of :data:`hub.store.retention.BATCH` rows per scheduler tick while an old log is pruned."""
 MIN_TICK_SECONDS = 0.05
 """The scheduler's shortest sleep, when a route is due again almost at once."""
 ROUTE_WINDOW = 32
@@ -153,8 +158,12 @@ def urgent_threads(threads: int) -> int:
 class Service:
     def __init__(self, rt: Runtime, redis_url: str | None, threads: int = 4, relay_interval: float = 0.5,
                  scheduler_interval: float = 5.0, broker: dramatiq.Broker | None = None,
-                 policy: RunPolicy | None = None, window: int | None = ROUTE_WINDOW) -> None:
+                 policy: RunPolicy | None = None, window: int | None = ROUTE_WINDOW,
+                 retention_days: int = 0) -> None:
         self.rt = rt
+        self.retention_days = retention_days
+        """Prune the API log and received webhooks older than this, hourly (:mod:`hub.store.retention`); 0: never."""
+        self._pruned_at: float | None = None
         self.prioritized = priority_enabled()
         """HUB_BUDGET_PRIORITY=off: one queue, no window per route (first come, first served, as before)."""
         self.window = window if self.prioritized else None
@@ -211,9 +220,22 @@ class Service:
         schedule_once(self.rt, lambda tenant, route, lease: self.actors.run_sync.send(tenant, route, lease),
                       self.policy, send_urgent=urgent)
         renew_idle_once(self.rt)
+        self._prune()
         due_in = next_due_in(self.rt)
         self._next_tick = self.scheduler_interval if due_in is None else \
             min(self.scheduler_interval, max(MIN_TICK_SECONDS, due_in))
+
+    def _prune(self) -> None:
+        """At most hourly, and a bounded number of batches at a time: scheduling must not wait on a first prune of a
+        years-old log."""
+        now = time.monotonic()
+        if self.retention_days <= 0 or (self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY_SECONDS):
+            return
+        pruned = prune(self.rt.store, self.retention_days, max_batches=PRUNE_BATCHES)
+        self._pruned_at = now if pruned.done else now - PRUNE_EVERY_SECONDS + self.scheduler_interval
+        if pruned.api_log or pruned.webhook_events:
+            log.info("pruned %d API-log rows and %d webhook events older than %d days", pruned.api_log,
+                     pruned.webhook_events, self.retention_days)
 
     def _loop(self, step: Callable[[], None], interval: float, wake: threading.Event | None = None) -> None:
         while not self.stopping.is_set():
