@@ -71,7 +71,7 @@ def test_sales_written_during_a_catalog_sync_go_before_the_rest_of_the_catalog(s
     assert log[:first].count(False) >= 1 and log[last + 1:].count(False) > 0, "the catalog read on both sides"
     # Each urgent call waiting lets a catalog call in after BULK_SHARE - 1 of them; with one worker, the store work
     # between two sale calls is a gap no throttle can see, where the catalog takes a slot too (more of them on a
-    # slow PostgreSQL, as CI once found: 9 among 16). First come, first served, it took several per sale call.
+    # slow PostgreSQL, as CI once found: 9 among 16). First come, first served, the whole read went before the sales.
     assert catalog_between <= sale_calls // 2 + 2, (
         f"{catalog_between} catalog calls among {sale_calls} sale calls: the catalog yields to the sales")
     assert catalog_between >= 1 or sale_calls < BULK_SHARE, "and still gets its share while they go"
