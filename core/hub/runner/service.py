@@ -164,6 +164,7 @@ class Service:
         self.retention_days = retention_days
         """Prune the API log and received webhooks older than this, hourly (:mod:`hub.store.retention`); 0: never."""
         self._pruned_at: float | None = None
+        self._renewed_at: float | None = None
         self.prioritized = priority_enabled()
         """HUB_BUDGET_PRIORITY=off: one queue, no window per route (first come, first served, as before)."""
         self.window = window if self.prioritized else None
@@ -219,7 +220,11 @@ class Service:
             if self.prioritized else None
         schedule_once(self.rt, lambda tenant, route, lease: self.actors.run_sync.send(tenant, route, lease),
                       self.policy, send_urgent=urgent)
-        renew_idle_once(self.rt)
+        now = time.monotonic()
+        if self._renewed_at is None or now - self._renewed_at >= self.scheduler_interval:
+            # Once per interval, as before the scheduler woke for each due route: a grant dies in days, not seconds.
+            renew_idle_once(self.rt)
+            self._renewed_at = now
         self._prune()
         due_in = next_due_in(self.rt)
         self._next_tick = self.scheduler_interval if due_in is None else \
