@@ -21,7 +21,7 @@ from hub.ratelimit import priority_enabled
 from hub.runner.actors import QUEUE, URGENT_QUEUE, Actors, declare
 from hub.runner.broker import make_broker
 from hub.runner.routes import RunPolicy, claim
-from hub.store.engine import utcnow
+from hub.store.engine import one_of, utcnow
 from hub.store.migrate import require_head
 from hub.store.retention import prune
 from hub.store.schema import Connection, Operation, Route, Tenant
@@ -82,11 +82,12 @@ def relay_once(rt: Runtime, send: Callable[[int], object], limit: int = 500, *,
             # Marked only where still undispatched: of several relays that picked the same rows at once (one per
             # `hub run`), one marks each row and sends it; the others skip it. Without the condition every relay
             # sent it: 1.5 messages per operation with 2 processes, 1.9 with 4 (`hub bench scaleout`).
-            marked = set(s.scalars(update(Operation).where(Operation.id.in_(ids), undispatched)
+            marked = set(s.scalars(update(Operation).where(one_of(s, Operation.id, ids), undispatched)
                                    .values(dispatched_at=now).returning(Operation.id)))
             ids = [i for i in ids if i in marked]
         if ids and send_urgent is not None:
-            urgent = set(s.scalars(select(Operation.id).where(Operation.id.in_(ids), Operation.kind.in_(URGENT_KINDS))))
+            urgent = set(s.scalars(select(Operation.id).where(one_of(s, Operation.id, ids),
+                                                        Operation.kind.in_(URGENT_KINDS))))
     for op_id in ids:
         (send_urgent if op_id in urgent and send_urgent is not None else send)(op_id)
     return len(ids)

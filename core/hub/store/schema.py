@@ -166,7 +166,6 @@ class Operation(Base):
     __table_args__ = (
         UniqueConstraint("idempotency_key"),
         Index("ix_operations_due", "state", "available_at"),
-        Index("ix_operations_route_state", "route_id", "state"),
         Index("ix_operations_record", "route_id", "canonical_id", "state"),  # coalesce: one probe per record
         Index("ix_operations_run", "run_id"),
         # hub.sync.fairness: urgent kinds first, each route's queue in order, what is in flight

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -14,13 +13,14 @@ from pydantic import ValidationError
 from sqlalchemy import Table, bindparam, insert, null, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
+from uuid6 import uuid7
 
 from hub.models import Action, Canonical, StatusTransition
 from hub.platform import Incoming, Platform, Rejected
 from hub.privacy import mask_documents
 from hub.registry import Registry
-from hub.store.engine import utcnow
+from hub.store.engine import one_of, utcnow
 from hub.store.schema import Binding, Operation, Quarantine, Record, Route
 from hub.streams import BUILTIN_STREAMS, KEEP_STATUS, stream_spec
 from hub.sync.context import RouteView
@@ -76,6 +76,13 @@ class PageCounts:
         self.quarantined += other.quarantined
         self.operations += other.operations
         self.skipped += other.skipped
+
+
+def new_canonical_id() -> str:
+    """A new record's id: a UUIDv7, ordered by the time it was made. A page's new records then land together at the
+    end of every index that holds their id, instead of 500 random places: a SQLite commit of a first sync's page
+    took 30 ms with random (v4) ids and 5 ms with these (`hub bench store`)."""
+    return str(uuid7())
 
 
 def operation_key(*parts: object) -> str:
@@ -239,7 +246,9 @@ def enqueue(s: Session, rows: list[dict[str, Any]], born: Collection[str] = ()) 
     return int(inserted.rowcount)  # type: ignore[attr-defined]
 
 
-NEWER = aliased(Operation, name="newer")
+NEWER = OPERATIONS.alias("newer")
+"""Core, like the statement that uses it: an ORM entity in the WHERE clause sent the UPDATE through the ORM's bulk
+path, which looked for the rows in the session first."""
 
 
 def coalesce(s: Session, rows: list[dict[str, Any]]) -> int:
@@ -254,15 +263,15 @@ def coalesce(s: Session, rows: list[dict[str, Any]]) -> int:
         if row["kind"] in COALESCED:
             key = (row["route_id"], row["connection_id"], row["kind"], row["entity"])
             targets.setdefault(key, set()).add(row["canonical_id"])
-    newer = select(NEWER.id).where(
-        NEWER.route_id == ops.route_id, NEWER.canonical_id == ops.canonical_id, NEWER.state == "pending",
-        NEWER.connection_id == ops.connection_id, NEWER.kind == ops.kind, NEWER.entity == ops.entity,
-        NEWER.id > ops.id).exists()
+    n = NEWER.c
+    newer = select(n.id).where(
+        n.route_id == ops.route_id, n.canonical_id == ops.canonical_id, n.state == "pending",
+        n.connection_id == ops.connection_id, n.kind == ops.kind, n.entity == ops.entity, n.id > ops.id).exists()
     done = 0
     for (route_id, connection_id, kind, entity), ids in targets.items():
         done += s.execute(update(OPERATIONS).where(
             ops.route_id == route_id, ops.connection_id == connection_id, ops.kind == kind, ops.entity == entity,
-            ops.canonical_id.in_(ids), ops.state == "pending", ops.attempts == 0, ops.remote_id.is_(None), newer,
+            one_of(s, ops.canonical_id, ids), ops.state == "pending", ops.attempts == 0, ops.remote_id.is_(None), newer,
         ).values(state="superseded", updated_at=utcnow())).rowcount  # type: ignore[attr-defined]
     return done
 
@@ -303,7 +312,7 @@ def ingest_page(s: Session, registry: Registry, route: Route, view: RouteView, s
     ext_ids = list(valid)
     bindings = {b.external_id: b for b in s.execute(select(
         Binding.id, Binding.external_id, Binding.canonical_id, Binding.content_hash).where(
-        Binding.connection_id == source_id, Binding.entity == stream, Binding.external_id.in_(ext_ids)))}
+        Binding.connection_id == source_id, Binding.entity == stream, one_of(s, Binding.external_id, ext_ids)))}
     todo = [(ext, m) for ext, m in valid.items() if not (ext in bindings and bindings[ext].content_hash == hashes[ext])]
     counts.unchanged = len(valid) - len(todo)
     if model_cls.unique_key:
@@ -322,7 +331,7 @@ def ingest_page(s: Session, registry: Registry, route: Route, view: RouteView, s
         bound_here = select(Binding.id).where(Binding.connection_id == source_id, Binding.entity == stream,
                                               Binding.canonical_id == Record.canonical_id).exists()
         for canonical_id, nk in s.execute(select(Record.canonical_id, Record.natural_key).where(
-                Record.tenant_id == tenant, Record.entity == stream, Record.natural_key.in_(new_keys),
+                Record.tenant_id == tenant, Record.entity == stream, one_of(s, Record.natural_key, new_keys),
                 ~bound_here)):
             if nk is not None:
                 by_key.setdefault(nk, canonical_id)
@@ -335,7 +344,7 @@ def ingest_page(s: Session, registry: Registry, route: Route, view: RouteView, s
         if binding is None:
             nk = model.natural_key()
             matched = by_key.pop(nk, None) if nk else None
-            canonical_of[ext] = matched or str(uuid.uuid4())
+            canonical_of[ext] = matched or new_canonical_id()
             if matched is None:
                 born.add(canonical_of[ext])
             new_bindings.append(dict(tenant_id=tenant, connection_id=source_id, entity=stream, external_id=ext,
@@ -418,7 +427,7 @@ def _stored(s: Session, tenant: str, stream: str, canonical_ids: list[str], sink
                                                        & (sink.entity == stream)
                                                        & (sink.canonical_id == r.canonical_id)))
     return {row.canonical_id: row for row in s.execute(query.where(
-        r.tenant_id == tenant, r.entity == stream, r.canonical_id.in_(canonical_ids)))}
+        r.tenant_id == tenant, r.entity == stream, one_of(s, r.canonical_id, canonical_ids)))}
 
 
 def ingest_updates(s: Session, registry: Registry, route: Route, view: RouteView, stream: str,
@@ -434,10 +443,10 @@ def ingest_updates(s: Session, registry: Registry, route: Route, view: RouteView
     tenant, source_id, now = route.tenant_id, route.source_id, utcnow()
     ext_ids = list(dict.fromkeys(item.external_id for item in items))
     bindings = {b.external_id: b for b in s.scalars(select(Binding).where(
-        Binding.connection_id == source_id, Binding.entity == stream, Binding.external_id.in_(ext_ids)))}
+        Binding.connection_id == source_id, Binding.entity == stream, one_of(s, Binding.external_id, ext_ids)))}
     on_sink = set(s.scalars(select(Binding.canonical_id).where(
         Binding.connection_id == route.sink_id, Binding.entity == stream,
-        Binding.canonical_id.in_([b.canonical_id for b in bindings.values()]))))
+        one_of(s, Binding.canonical_id, [b.canonical_id for b in bindings.values()]))))
     latest: dict[str, Incoming | Rejected] = {}
     for item in items:
         binding = bindings.get(item.external_id)
@@ -447,11 +456,11 @@ def ingest_updates(s: Session, registry: Registry, route: Route, view: RouteView
         latest[item.external_id] = item
     records = {r.canonical_id: r for r in s.scalars(select(Record).where(
         Record.tenant_id == tenant, Record.entity == stream,
-        Record.canonical_id.in_([bindings[ext].canonical_id for ext in latest])))}
+        one_of(s, Record.canonical_id, [bindings[ext].canonical_id for ext in latest])))}
     sink_hashes: dict[str, str | None] = {canonical_id: h for canonical_id, h in s.execute(
         select(Binding.canonical_id, Binding.content_hash).where(
             Binding.connection_id == route.sink_id, Binding.entity == stream,
-            Binding.canonical_id.in_(list(records))))}
+            one_of(s, Binding.canonical_id, list(records))))}
     push = stream in view.streams and stream_spec(stream, registry).push_hook
     ops: list[dict[str, Any]] = []
     for ext, item in latest.items():
@@ -562,7 +571,7 @@ def _key_clashes(s: Session, tenant: str, source_id: int, stream: str, todo: lis
             Record, (Record.canonical_id == Binding.canonical_id) & (Record.entity == Binding.entity)
             & (Record.tenant_id == Binding.tenant_id)).where(
             Binding.connection_id == source_id, Binding.entity == stream, Record.tenant_id == tenant,
-            Record.natural_key.in_(fresh_keys))):
+            one_of(s, Record.natural_key, fresh_keys))):
         if nk is not None:
             owners.setdefault(nk, ext)
     for ext, model in todo:  # bound records keep their key, even when it changes in this page
