@@ -3,6 +3,8 @@ the shop the order came from, orders the hub never exchanged are left alone, and
 
 from __future__ import annotations
 
+import json
+
 from hub.config import apply as applying
 from hub.config import routes as config
 from hub.store.schema import Quarantine
@@ -77,7 +79,7 @@ tenants:
 
 
 def test_the_erps_word_for_a_status_is_stored_in_the_shops_words_keep_leaves_it_and_a_missing_one_is_refused(
-        rt, tmp_path, lojinha_pair):
+        rt, tmp_path, lojinha_pair, hub):
     """The record holds the status in the words of the route that brought it (the shop's). Had the statuses route
     stored the ERP's word, the two routes would rewrite the record in turn for ever, each with its own word."""
     (erp, erp_url), (shop, shop_url) = lojinha_pair
@@ -110,6 +112,12 @@ def test_the_erps_word_for_a_status_is_stored_in_the_shops_words_keep_leaves_it_
         assert not any(s.counts.changed for s in again.streams), "the shop's 'atendido' is the record's own word"
     assert drain(rt) == {"done": 4}, "the 3 orders and the one status carried; nothing more"
     assert not [r for box, at in seen.items() for r in box.request_log[at:] if r["method"] != "GET"]
+
+    # `hub mappings` reads the ERP's words for this route, not the shop's words the records hold for it
+    tables = json.loads(hub("mappings", "demo", "statuses", "--json").stdout)
+    assert [t["table"] for t in tables] == ["statuses"], "the route carries only the status"
+    assert {r["source"] for r in tables[0]["rows"]} == {"faturado", "em aberto"}, tables[0]["rows"]
+    assert not tables[0]["problems"], tables[0]["problems"]
 
     apply_demo_routes(rt, tmp_path, erp_url, shop_url,
                       statuses={**STATUSES, "mappings": {"statuses": {**table, "em separação": "atendido"}}})

@@ -1,7 +1,7 @@
 """DE-PARA tables side by side with what both platforms offer (``hub mappings``, ``hub routes check``).
 
 Each table of a route is compared with the values the source uses (its list, read online where its plugin pulls
-one, and the values its records in the store carry) and with the values the sink offers (read online). A mapping
+one, and the values the sales it read carry in the store) and with the values the sink offers (read online). A mapping
 to a value the sink does not have is caught here, before sales are refused one by one at push time.
 """
 
@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from hub.errors import HubError
 from hub.models import PaymentMethod
-from hub.store.schema import Connection, Record, Route
+from hub.store.schema import Binding, Connection, Record, Route
 from hub.sync.loading import Runtime, find_route, make_context, route_view, write_calls
 
 LISTS = {"payment_methods": "payment_methods"}
@@ -100,16 +100,20 @@ def read_list(rt: Runtime, conn: Connection, table: str) -> Side:
     return side
 
 
-def stored_values(rt: Runtime, tenant: str, table: str, limit: int = 5000) -> set[str]:
-    """The source values the tenant's stored sales carry for ``table``."""
+def stored_values(rt: Runtime, tenant: str, table: str, source_id: int, limit: int = 5000) -> set[str]:
+    """The values for ``table`` that the sales read from the source (``source_id``) carry in the store. Only those:
+    a sale another route brought holds that route's words, and a route that updates a sale's status stores the
+    status in the sale's own words (``hub.sync.ingest``), so neither speaks for this source."""
     where = FIELDS.get(table)
     if where is None:
         return set()
     key, inner = where
     found: set[str] = set()
+    read_here = (Binding.canonical_id == Record.canonical_id) & (Binding.connection_id == source_id) \
+        & (Binding.entity == "sales") & (Binding.origin == "pull")
     with rt.store.sessions() as s:
-        for payload in s.scalars(select(Record.payload).where(Record.tenant_id == tenant, Record.entity == "sales")
-                                 .limit(limit)):
+        for payload in s.scalars(select(Record.payload).join(Binding, read_here)
+                                 .where(Record.tenant_id == tenant, Record.entity == "sales").limit(limit)):
             value = payload.get(key)
             items = value if isinstance(value, list) else [value]
             for item in items:
@@ -128,13 +132,15 @@ def route_tables(rt: Runtime, tenant: str, route_name: str) -> list[TableReport]
         s.expunge_all()
     tables: dict[str, dict[str, str] | None] = {name: entries for name, entries in view.mappings.items()
                                                if entries is not None}
+    carried = view.updates.get("sales")
     if "sales" in view.streams:
-        for name in FIELDS:
-            tables.setdefault(name, None)
+        for name, (key, _) in FIELDS.items():
+            if carried is None or key in carried:  # a route that updates fields maps only those
+                tables.setdefault(name, None)
     reports = []
     for name, entries in sorted(tables.items()):
         src, dst = read_list(rt, source, name), read_list(rt, sink, name)
-        for value in stored_values(rt, tenant, name):
+        for value in stored_values(rt, tenant, name, source.id):
             src.values.setdefault(value, value)
         report = TableReport(name, dict(entries) if entries is not None else None, src, dst)
         where = f"routes.{route_name}.mappings.{name}"
