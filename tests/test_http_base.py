@@ -202,14 +202,20 @@ def test_statuses_map_onto_the_taxonomy_with_field_and_fix(tiny: tuple[Tiny, Ser
 
 
 def test_a_per_operation_burst_goes_at_once_and_the_next_call_waits_one_period(tiny: tuple[Tiny, Served]) -> None:
+    """Timed on the wall clock, so measured up to three times, each on a fresh budget: a machine stalled by other
+    work (CI runs this beside the chaos tests' worker processes) once stretched a burst to 1.8 s, while a budget
+    with no burst could never show one under 0.3 s, nor a 4th call before 0.45 s."""
     _, served = tiny
-    ctx = context(served)
-    started = time.monotonic()
-    for _ in range(3):
+    for _attempt in range(3):
+        ctx = context(served)
+        started = time.monotonic()
+        for _ in range(3):
+            API.get(ctx, "/orders", operation="searchOrders")
+        burst = time.monotonic() - started
         API.get(ctx, "/orders", operation="searchOrders")
-    burst = time.monotonic() - started
-    API.get(ctx, "/orders", operation="searchOrders")
-    fourth = time.monotonic() - started
+        fourth = time.monotonic() - started
+        if burst < 0.3 and 0.45 <= fourth < 0.9:
+            break
     assert burst < 0.3, f"a burst of 3 goes at once, took {burst:.2f}s"
     assert 0.45 <= fourth < 0.9, f"the 4th call waits ~1/rate = 0.5s, took {fourth:.2f}s"
     started = time.monotonic()
